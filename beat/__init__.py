@@ -1,0 +1,1 @@
+"""The periodic schedule: realtime polls, daily gap sweep, freshness check, dashboard refresh."""

@@ -1,0 +1,1 @@
+"""The dashboard: what it shows (queries) and where it goes (Google Sheets or a workbook)."""

@@ -1,0 +1,1 @@
+"""The BMRS ingestion cluster: Celery app, tasks and the pipeline they call."""

@@ -1,0 +1,21 @@
+"""The ``bmrs`` command line: one group, with each area's commands in its own module.
+
+A module adds its commands by decorating with ``@main.command()`` after importing ``main``
+from :mod:`worker.cli.app`; it is listed in ``_COMMAND_MODULES`` so that it is registered.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from worker.cli.app import main
+
+_COMMAND_MODULES = (
+    "worker.cli.data_commands",
+    "worker.sim.cli",
+)
+
+for _module in _COMMAND_MODULES:
+    importlib.import_module(_module)
+
+__all__ = ["main"]

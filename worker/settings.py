@@ -1,0 +1,96 @@
+"""Every setting the cluster reads, mapped from the environment in one place.
+
+Nothing else in the code base reads ``os.environ`` for configuration: processes call
+:func:`get_settings` and pass values down. Secrets may be given directly or as ``<NAME>_FILE``
+pointing at a mounted file (Docker/Kubernetes secrets), and are masked by :func:`masked`.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_ELEXON_BASE_URL = "https://data.elexon.co.uk/bmrs/api/v1"
+
+# Settings whose value is a secret: accepted as NAME or NAME_FILE, never printed.
+SECRET_FIELDS = ("iris_client_secret", "iris_connection_string", "flower_basic_auth")
+
+
+class Settings(BaseSettings):
+    """Effective configuration of one process (env vars ``BMRS_*``, or a ``.env`` file)."""
+
+    model_config = SettingsConfigDict(env_prefix="BMRS_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Field(Path("./data"), description="Root of the local warehouse and inbox")
+    broker_url: str | None = Field(None, description="Redis URL of the Celery broker")
+    elexon_base_url: str = Field(DEFAULT_ELEXON_BASE_URL, description="Elexon Insights API root")
+    sink: Literal["local", "bigquery"] = Field("local", description="Where chunks are loaded")
+    bq_project: str | None = None
+    bq_dataset: str | None = None
+    bq_location: str | None = None
+    rate_per_s: float = Field(10.0, gt=0, description="Shared Elexon request budget (req/s)")
+    rate_burst: int = Field(10, ge=1, description="Requests allowed in one burst")
+    http_timeout_s: float = Field(60.0, gt=0, description="Timeout of one API request")
+    http_retries: int = Field(6, ge=0, description="Retries of one request on 429/5xx/errors")
+    iris_tenant_id: str | None = None
+    iris_client_id: str | None = None
+    iris_client_secret: SecretStr | None = None
+    iris_connection_string: SecretStr | None = None
+    iris_namespace: str = "elexon-insights-iris.servicebus.windows.net"
+    iris_queue: str | None = None
+    iris_dir: Path | None = Field(None, description="Folder source of IRIS messages")
+    sheets_id: str | None = None
+    sheets_credentials: Path | None = None
+    alert_webhook: SecretStr | None = None
+    sim_faults: str = ""
+    log_level: str = "INFO"
+    log_format: Literal["text", "json"] = "text"
+    flower_basic_auth: SecretStr | None = Field(
+        None, validation_alias="FLOWER_BASIC_AUTH", description="user:password for Flower"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_secret_files(cls, values: Any) -> Any:
+        """Fill NAME from NAME_FILE (a mounted secret) when NAME itself is unset."""
+        if not isinstance(values, dict):
+            return values
+        for field in SECRET_FIELDS:
+            env_name = "FLOWER_BASIC_AUTH" if field == "flower_basic_auth" else f"BMRS_{field.upper()}"
+            path = os.environ.get(f"{env_name}_FILE")
+            if path and not values.get(field) and not os.environ.get(env_name):
+                key = env_name if field == "flower_basic_auth" else field
+                values[key] = Path(path).read_text().strip()
+        return values
+
+    @property
+    def iris_inbox(self) -> Path:
+        return self.iris_dir or self.data_dir / "iris_inbox"
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()
+
+
+def masked(settings: Settings) -> dict[str, str]:
+    """Effective settings as strings, secrets shown only as set/unset."""
+    shown: dict[str, str] = {}
+    for name, value in settings.model_dump().items():
+        env = "FLOWER_BASIC_AUTH" if name == "flower_basic_auth" else f"BMRS_{name.upper()}"
+        if isinstance(getattr(settings, name), SecretStr):
+            shown[env] = "****** (set)"
+        elif name in SECRET_FIELDS or name == "alert_webhook":
+            shown[env] = "(unset)"
+        elif name == "broker_url" and value and "@" in str(value):
+            scheme, rest = str(value).split("://", 1)
+            shown[env] = f"{scheme}://****@{rest.rsplit('@', 1)[1]}"
+        else:
+            shown[env] = "(unset)" if value is None else str(value)
+    return shown

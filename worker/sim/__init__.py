@@ -1,0 +1,1 @@
+"""The Elexon simulator: the Insights API's paths and shapes, offline and deterministic."""

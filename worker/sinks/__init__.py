@@ -1,0 +1,1 @@
+"""Warehouses a chunk is loaded into: the embedded local lake, or BigQuery."""

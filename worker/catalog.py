@@ -44,9 +44,11 @@ WINDOW_PARAMS: dict[str, tuple[str, str]] = {
     "publish_time": ("publishDateTimeFrom", "publishDateTimeTo"),
 }
 
-METADATA_COLUMNS = ("_hash_key", "_ingested_utc", "_source", "_extra")
+# Columns every stored row carries besides its catalog fields: the settlement day it belongs
+# to, the content hash, when and from where it was ingested, and fields the catalog lacks.
+METADATA_COLUMNS = ("_day", "_hash_key", "_ingested_utc", "_source", "_extra")
 METADATA_SCHEMA = pa.schema(
-    [("_hash_key", STR), ("_ingested_utc", TS), ("_source", STR), ("_extra", STR)]
+    [("_day", DATE), ("_hash_key", STR), ("_ingested_utc", TS), ("_source", STR), ("_extra", STR)]
 )
 
 

@@ -1,0 +1,240 @@
+"""Commands that work on data in-process, with no broker: datasets, ingest, inspect, query, gaps."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import decimal
+import io
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+import duckdb
+import orjson
+import pyarrow as pa
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from worker import catalog
+from worker.cli.app import (
+    UserError,
+    check_earliest,
+    datasets_option,
+    date_range,
+    main,
+)
+from worker.client import ApiError, client_from_settings
+from worker.coverage import Coverage
+from worker.logs import configure as configure_logs
+from worker.parse import SchemaError
+from worker.pipeline import ingest_chunk
+from worker.response_report import inspect_response
+from worker.settings import get_settings
+from worker.settlement import days_between
+from worker.sinks import open_sink
+
+stderr = Console(stderr=True)
+
+
+def _emit_json(value: Any) -> None:
+    click.echo(orjson.dumps(value, default=_json_default, option=orjson.OPT_INDENT_2).decode())
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, decimal.Decimal):
+        return float(value)
+    if isinstance(value, (bytes, bytearray)):
+        return value.hex()
+    raise TypeError(f"cannot show {type(value).__name__} as JSON")
+
+
+@main.command("datasets")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable catalog.")
+def datasets_command(as_json: bool) -> None:
+    """List the datasets the cluster ingests and how each is fetched."""
+    if as_json:
+        _emit_json([d.describe() for d in catalog.DATASETS])
+        return
+    table = Table("code", "endpoint", "window", "partition", "natural key", "version", "dense")
+    for d in catalog.DATASETS:
+        table.add_row(
+            d.code, d.endpoint, d.describe()["max_window"], d.partition_date_rule,
+            ", ".join(d.natural_key), d.version_field or "(ingest time)", "yes" if d.dense else "",
+        )
+    Console().print(table)
+
+
+@main.command("ingest")
+@click.argument("datasets", nargs=-1, required=True)
+@click.option("--date", "date_", help="One settlement day, YYYY-MM-DD.")
+@click.option("--start", help="First day of a range, YYYY-MM-DD.")
+@click.option("--end", help="Last day of a range (inclusive).")
+@click.option("--replace", is_flag=True, help="Rebuild each day from this fetch alone.")
+def ingest_command(
+    datasets: tuple[str, ...], date_: str | None, start: str | None, end: str | None, replace: bool
+) -> None:
+    """Fetch and load dataset-days in this process (no broker needed).
+
+    DATASETS may be comma-separated or repeated, e.g. FUELINST,FREQ MID.
+    """
+    settings = get_settings()
+    configure_logs(settings)
+    chosen = datasets_option(datasets)
+    first, last = date_range(date_, start, end)
+    check_earliest(chosen, first)
+    sink = open_sink(settings)
+    client = client_from_settings(settings)
+    chunks = [(d, day) for day in days_between(first, last) for d in chosen]
+    results: list[Coverage] = []
+    failures: list[str] = []
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=stderr, disable=len(chunks) < 2,
+    ) as progress:
+        bar = progress.add_task("ingesting", total=len(chunks))
+        for dataset, day in chunks:
+            progress.update(bar, description=f"{dataset.code} {day}")
+            try:
+                results.append(ingest_chunk(client, sink, dataset, day, replace=replace))
+            except (ApiError, SchemaError) as exc:
+                failures.append(f"{dataset.code} {day}: {exc}")
+            progress.advance(bar)
+    for coverage in results:
+        periods = (
+            f", periods {coverage.periods_present}/{coverage.periods_expected}"
+            if coverage.periods_expected is not None
+            else ""
+        )
+        click.echo(
+            f"{coverage.dataset} {coverage.date}: {coverage.status}, {coverage.rows} rows"
+            f"{periods}, {coverage.duplicates_dropped} duplicates dropped"
+            + (f" ({coverage.reason})" if coverage.reason and coverage.status != "complete" else "")
+        )
+    for failure in failures:
+        click.echo(f"FAILED {failure}", err=True)
+    if failures:
+        sys.exit(1)
+
+
+def _instant(text: str | None, name: str) -> dt.datetime | None:
+    if text is None:
+        return None
+    try:
+        value = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise UserError(f"{name}: invalid time {text!r}; expected e.g. 2025-10-25T23:00:00Z") from None
+    return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+
+
+@main.command("inspect")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--dataset", "code", required=True, help="Catalog code of the response's dataset.")
+@click.option("--window-start", help="Start of the asked window (UTC, inclusive).")
+@click.option("--window-end", help="End of the asked window (UTC, inclusive).")
+@click.option("--json", "as_json", is_flag=True)
+def inspect_command(
+    file: Path, code: str, window_start: str | None, window_end: str | None, as_json: bool
+) -> None:
+    """Parse a saved API response and report rows, duplicates, keys and periods."""
+    dataset = datasets_option((code,))[0]
+    try:
+        body = file.read_bytes()
+    except OSError as exc:
+        raise UserError(f"cannot read {file}: {exc.strerror}") from None
+    try:
+        report = inspect_response(
+            dataset,
+            body,
+            window_start=_instant(window_start, "--window-start"),
+            window_end=_instant(window_end, "--window-end"),
+            source=str(file),
+        )
+    except (ApiError, SchemaError) as exc:
+        raise UserError(f"{file}: {exc}") from None
+    if as_json:
+        _emit_json(report)
+        return
+    for key, value in report.items():
+        click.echo(f"{key}: {value}")
+
+
+@main.command("query")
+@click.argument("sql")
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True
+)
+def query_command(sql: str, fmt: str) -> None:
+    """Run SQL over the warehouse views (<code>, <code>_latest), e.g. SELECT count(*) FROM fuelinst."""
+    sink = open_sink(get_settings())
+    try:
+        result = sink.query(sql)
+    except duckdb.Error as exc:
+        raise UserError(f"query failed: {str(exc).splitlines()[0]}") from None
+    rows = rows_as_json(result)
+    if fmt == "json":
+        _emit_json(rows)
+    elif fmt == "csv":
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=result.column_names, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows({k: "" if v is None else v for k, v in row.items()} for row in rows)
+        click.echo(out.getvalue(), nl=False)
+    else:
+        table = Table(*result.column_names)
+        for row in rows:
+            table.add_row(*("" if v is None else str(v) for v in row.values()))
+        Console().print(table)
+
+
+def rows_as_json(table: pa.Table) -> list[dict[str, Any]]:
+    """Rows as plain objects: timestamps ISO-8601 UTC with ``Z``, dates ISO, nulls as None."""
+    return [{k: _plain(v) for k, v in row.items()} for row in table.to_pylist()]
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=dt.timezone.utc)
+        text = value.astimezone(dt.timezone.utc).isoformat(timespec="microseconds")
+        return text.replace("+00:00", "Z").replace(".000000Z", "Z")
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        return float(value)
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+@main.command("gaps")
+@click.option("--start", required=True, help="First day, YYYY-MM-DD.")
+@click.option("--end", required=True, help="Last day (inclusive).")
+@click.option("--dataset", "codes", multiple=True, help="Dataset(s); default all.")
+@click.option("--json", "as_json", is_flag=True)
+def gaps_command(start: str, end: str, codes: tuple[str, ...], as_json: bool) -> None:
+    """Coverage of every dataset-day in a range, never-attempted days included."""
+    first, last = date_range(None, start, end)
+    chosen = datasets_option(codes) if codes else list(catalog.DATASETS)
+    sink = open_sink(get_settings())
+    entries = [cov for d in chosen for cov in sink.coverage_range(d, first, last)]
+    if as_json:
+        _emit_json([cov.to_json() for cov in entries])
+        return
+    console = Console()
+    summary = Table("dataset", "complete", "partial", "empty", "failed", "missing", "rows")
+    for d in chosen:
+        mine = [c for c in entries if c.dataset == d.code]
+        counts = {s: sum(1 for c in mine if c.status == s) for s in ("complete", "partial", "empty", "failed", "missing")}
+        summary.add_row(d.code, *(str(v) for v in counts.values()), str(sum(c.rows for c in mine)))
+    console.print(summary)
+    problems = [c for c in entries if c.status != "complete"]
+    for cov in problems[:200]:
+        console.print(f"{cov.dataset} {cov.date}: {cov.status}" + (f" ({cov.reason})" if cov.reason else ""))
+    if len(problems) > 200:
+        console.print(f"... and {len(problems) - 200} more (use --json for all)")

@@ -1,0 +1,281 @@
+"""The Elexon Insights API client: a chunk (dataset, settlement day) into checked rows.
+
+The API's traps, each handled here: windows are inclusive at both ends (boundary rows come
+back twice: the caller drops exact duplicates), unknown parameter names are ignored and the
+API then answers with its *default* data (so every row is checked against the asked window),
+bodies can be cut short (retried), 429s carry ``Retry-After`` (honoured), and three envelopes
+exist (bare list, ``{"data"}``, ``{"metadata", "data"}``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import email.utils
+import logging
+import random
+import time
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+import orjson
+import requests
+
+from worker.catalog import WINDOW_PARAMS, Dataset
+from worker.settlement import UTC, day_window_utc, period_start
+
+if TYPE_CHECKING:
+    from worker.settings import Settings
+
+log = logging.getLogger(__name__)
+
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+USER_AGENT = "bmrs-cluster/0.1 (+https://github.com/; ingestion of public BMRS data)"
+
+
+class ApiError(Exception):
+    """A request that did not give usable rows; says which dataset, day and URL."""
+
+    transient = False
+
+    def __init__(self, message: str, *, url: str = "", status: int | None = None) -> None:
+        super().__init__(message)
+        self.url = url
+        self.status = status
+
+
+class PermanentApiError(ApiError):
+    """The API refused the request (4xx other than 429): retrying will not help."""
+
+
+class TransientApiError(ApiError):
+    """Retries ran out on 429/5xx/connection errors/cut bodies: a later run may succeed."""
+
+    transient = True
+
+
+class MalformedResponseError(PermanentApiError):
+    """A well-formed HTTP answer whose body is not one of the API's envelopes."""
+
+
+@dataclasses.dataclass(frozen=True)
+class RequestWindow:
+    """One API request of a chunk: its path, parameters and the instants it covers."""
+
+    path: str
+    params: dict[str, str]
+    start: dt.datetime
+    end: dt.datetime  # inclusive, as the API treats it
+    # Settlement-date styles check rows by settlementDate instead of a time field.
+    dates: tuple[dt.date, dt.date] | None = None
+
+
+@dataclasses.dataclass
+class WindowRows:
+    """The rows of one request that fall inside its window, and how many did not."""
+
+    window: RequestWindow
+    rows: list[dict[str, Any]]
+    outside_window: int
+
+
+def _iso(instant: dt.datetime) -> str:
+    return instant.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def request_windows(dataset: Dataset, day: dt.date) -> list[RequestWindow]:
+    """The requests that cover one settlement day, none wider than the dataset allows."""
+    start, end = day_window_utc(day)
+    if dataset.param_style == "path_date":
+        path = dataset.endpoint.replace("{settlementDate}", day.isoformat())
+        return [RequestWindow(path, {}, start, end, dates=(day, day))]
+    if dataset.param_style == "settlement_dates":
+        low, high = WINDOW_PARAMS["settlement_dates"]
+        params = {low: day.isoformat(), high: day.isoformat()}
+        return [RequestWindow(dataset.endpoint, params, start, end, dates=(day, day))]
+    low, high = WINDOW_PARAMS[dataset.param_style]
+    windows = []
+    cursor = start
+    while cursor < end:
+        stop = min(cursor + dataset.max_window, end)
+        windows.append(
+            RequestWindow(dataset.endpoint, {low: _iso(cursor), high: _iso(stop)}, cursor, stop)
+        )
+        cursor = stop
+    return windows
+
+
+def row_instant(dataset: Dataset, row: dict[str, Any]) -> dt.datetime | None:
+    """The instant the API filters a row's window on (time field or period start)."""
+    if dataset.time_field:
+        value = row.get(dataset.time_field)
+        return _parse_instant(value) if isinstance(value, str) else None
+    date, period = row.get("settlementDate"), row.get("settlementPeriod")
+    if not isinstance(date, str) or not isinstance(period, int):
+        return None
+    try:
+        return period_start(dt.date.fromisoformat(date), period)
+    except ValueError:
+        return None
+
+
+def _parse_instant(text: str) -> dt.datetime | None:
+    try:
+        instant = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return instant if instant.tzinfo else None
+
+
+def inside_window(dataset: Dataset, window: RequestWindow, row: dict[str, Any]) -> bool:
+    """Whether the API should have returned this row for this request."""
+    if window.dates is not None:
+        try:
+            date = dt.date.fromisoformat(row.get("settlementDate") or "")
+        except (TypeError, ValueError):
+            return True  # a missing date is the parser's error to report, not a filter miss
+        return window.dates[0] <= date <= window.dates[1]
+    instant = row_instant(dataset, row)
+    if instant is None:
+        return True
+    return window.start <= instant <= window.end
+
+
+def rows_from_body(body: bytes, url: str) -> list[dict[str, Any]]:
+    """The rows of any of the three envelopes; a cut or foreign body is an error."""
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise TransientApiError(f"body is not complete JSON ({exc}); {len(body)} bytes", url=url)
+    if isinstance(payload, dict):
+        if "data" not in payload:
+            keys = ", ".join(sorted(payload)[:6])
+            raise MalformedResponseError(f"JSON object without 'data' (keys: {keys})", url=url)
+        payload = payload["data"]
+        if payload is None:
+            return []
+    if not isinstance(payload, list):
+        raise MalformedResponseError(f"expected a list of rows, got {type(payload).__name__}", url=url)
+    return payload
+
+
+def _api_message(response: requests.Response) -> str:
+    """The API's own words for a refusal, short enough for one log line."""
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:300].strip() or response.reason
+    if isinstance(body, dict):
+        parts = [str(body.get(k)) for k in ("title", "detail", "message") if body.get(k)]
+        errors = body.get("errors")
+        if isinstance(errors, dict):
+            parts += [f"{k}: {' '.join(map(str, v if isinstance(v, list) else [v]))}" for k, v in errors.items()]
+        elif errors:
+            parts.append(str(errors))
+        if parts:
+            return "; ".join(parts)[:500]
+    return str(body)[:300]
+
+
+def _retry_after_seconds(response: requests.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        parsed = email.utils.parsedate_to_datetime(value)
+        if parsed is None:
+            return None
+        return max(0.0, (parsed - dt.datetime.now(UTC)).total_seconds())
+
+
+class ElexonClient:
+    """Fetches chunks politely: a shared rate limiter before every request, backoff after."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        session: requests.Session | None = None,
+        timeout_s: float = 60.0,
+        retries: int = 6,
+        backoff_base_s: float = 0.5,
+        backoff_max_s: float = 60.0,
+        acquire: Callable[[], None] | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.session = session or requests.Session()
+        self.session.headers.setdefault("User-Agent", USER_AGENT)
+        self.timeout_s = timeout_s
+        self.retries = retries
+        self.backoff_base_s = backoff_base_s
+        self.backoff_max_s = backoff_max_s
+        # Blocks until the shared request budget allows one more request.
+        self.acquire = acquire or (lambda: None)
+        self.requests_made = 0
+
+    def fetch_chunk(self, dataset: Dataset, day: dt.date) -> Iterator[WindowRows]:
+        """Rows of each request window in turn, so memory is bounded by one window."""
+        for window in request_windows(dataset, day):
+            yield self.fetch_window(dataset, window)
+
+    def fetch_window(self, dataset: Dataset, window: RequestWindow) -> WindowRows:
+        url = self.base_url + window.path
+        rows = self.get_rows(url, window.params, what=f"{dataset.code} {window.start:%Y-%m-%d %H:%M}Z")
+        kept = [row for row in rows if isinstance(row, dict) and inside_window(dataset, window, row)]
+        kept += [row for row in rows if not isinstance(row, dict)]  # the parser names these
+        outside = len(rows) - len(kept)
+        if outside:
+            log.warning(
+                "%s: %d of %d rows outside the asked window %s..%s dropped (%s)",
+                dataset.code, outside, len(rows), _iso(window.start), _iso(window.end), url,
+            )
+        return WindowRows(window=window, rows=kept, outside_window=outside)
+
+    def get_rows(self, url: str, params: dict[str, str], *, what: str) -> list[dict[str, Any]]:
+        """GET with retries on 429/5xx/connection errors/cut bodies; rows of the envelope."""
+        last_error = ""
+        for attempt in range(self.retries + 1):
+            self.acquire()
+            self.requests_made += 1
+            wait: float | None = None
+            try:
+                response = self.session.get(url, params=params, timeout=self.timeout_s)
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                last_error = f"{type(exc).__name__}: {exc}"
+            else:
+                if response.status_code == 200:
+                    try:
+                        return rows_from_body(response.content, response.url)
+                    except TransientApiError as exc:
+                        last_error = str(exc)
+                elif response.status_code in RETRY_STATUSES:
+                    last_error = f"HTTP {response.status_code}: {_api_message(response)}"
+                    wait = _retry_after_seconds(response)
+                else:
+                    raise PermanentApiError(
+                        f"{what}: HTTP {response.status_code} from {response.url}: "
+                        f"{_api_message(response)}",
+                        url=response.url,
+                        status=response.status_code,
+                    )
+            if attempt == self.retries:
+                break
+            backoff = random.uniform(0, min(self.backoff_max_s, self.backoff_base_s * 2**attempt))
+            delay = max(wait or 0.0, backoff)
+            log.info("%s: %s; retry %d/%d in %.1fs", what, last_error, attempt + 1, self.retries, delay)
+            time.sleep(delay)
+        raise TransientApiError(
+            f"{what}: gave up after {self.retries + 1} attempts on {url}: {last_error}", url=url
+        )
+
+
+def client_from_settings(settings: Settings, acquire: Callable[[], None] | None = None) -> ElexonClient:
+    """The client every process builds: base URL, timeout and retries from the settings."""
+    return ElexonClient(
+        settings.elexon_base_url,
+        timeout_s=settings.http_timeout_s,
+        retries=settings.http_retries,
+        acquire=acquire,
+    )

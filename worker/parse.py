@@ -1,0 +1,225 @@
+"""Rows (JSON objects from the API or IRIS) into typed Arrow tables with content hashes.
+
+The hash is what makes "exact duplicates never land" hold across sources: it is taken over
+the *typed* catalog fields, so the same row hashes the same whether it came from the API or
+IRIS, whatever the key order, timestamp spelling (``Z`` or ``+00:00``, with or without
+milliseconds) or number spelling (``0`` or ``0.0``) of the source.
+
+Canonical form, fixed for the life of the warehouse (changing it would let duplicates in):
+a JSON object with the catalog field names in sorted order; timestamps as integer
+microseconds since the Unix epoch; dates as ``YYYY-MM-DD``; floats and ints as JSON numbers
+(floats always with a fraction, e.g. ``0.0``); null for missing; nested lists as JSON.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import logging
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from worker.catalog import DATE, TS, Dataset
+from worker.settlement import LONDON
+
+log = logging.getLogger(__name__)
+
+# Fields rows carry that are not data: the dataset code is the table itself.
+IGNORED_FIELDS = frozenset({"dataset"})
+
+_drift_reported: set[tuple[str, str]] = set()
+
+
+class SchemaError(ValueError):
+    """Rows that do not fit the catalog schema: names the dataset, field and a bad value."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ParsedRows:
+    """A typed table of one batch of rows, and what parsing noticed."""
+
+    table: pa.Table
+    schema_drift: tuple[str, ...]
+
+
+def _typed_column(dataset: Dataset, name: str, arrow_type: pa.DataType, values: list[Any]) -> pa.Array:
+    """One column converted strictly: no silent truncation, errors name a bad value."""
+    try:
+        if arrow_type == TS or arrow_type == DATE:
+            return pa.array(values, pa.string()).cast(arrow_type)
+        if pa.types.is_integer(arrow_type):
+            raw = pa.array(values)
+            if pa.types.is_boolean(raw.type):
+                raise pa.ArrowInvalid("booleans are not integers")
+            return raw.cast(arrow_type, safe=True)
+        if pa.types.is_floating(arrow_type):
+            raw = pa.array(values)
+            if pa.types.is_boolean(raw.type) or pa.types.is_string(raw.type):
+                raise pa.ArrowInvalid("not a number")
+            return raw.cast(arrow_type)
+        if pa.types.is_list(arrow_type):
+            return _nested_column(arrow_type, values)
+        return pa.array(values, arrow_type)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as exc:
+        bad = _first_bad(values, arrow_type)
+        raise SchemaError(
+            f"{dataset.code}: field {name!r} expects {arrow_type}, got {bad!r} ({exc})"
+        ) from None
+
+
+def _nested_column(arrow_type: pa.DataType, values: list[Any]) -> pa.Array:
+    """Lists of structs (REMIT outage profiles): timestamps inside are parsed too."""
+    struct_type = arrow_type.value_type
+    converted = []
+    for value in values:
+        if value is None:
+            converted.append(None)
+            continue
+        items = []
+        for item in value:
+            row = {}
+            for field in struct_type:
+                v = item.get(field.name)
+                if field.type == TS and isinstance(v, str):
+                    v = dt.datetime.fromisoformat(v.replace("Z", "+00:00"))
+                row[field.name] = v
+            items.append(row)
+        converted.append(items)
+    return pa.array(converted, arrow_type)
+
+
+def _first_bad(values: list[Any], arrow_type: pa.DataType) -> Any:
+    for value in values:
+        if value is None:
+            continue
+        try:
+            _typed_scalar_ok(value, arrow_type)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError):
+            return value
+    return values[0] if values else None
+
+
+def _typed_scalar_ok(value: Any, arrow_type: pa.DataType) -> None:
+    if arrow_type == TS or arrow_type == DATE:
+        pa.array([value], pa.string()).cast(arrow_type)
+    elif pa.types.is_integer(arrow_type):
+        if isinstance(value, bool):
+            raise TypeError
+        pa.array([value]).cast(arrow_type, safe=True)
+    elif pa.types.is_floating(arrow_type):
+        if isinstance(value, (bool, str)):
+            raise TypeError
+    else:
+        pa.array([value], arrow_type)
+
+
+def parse_rows(
+    dataset: Dataset,
+    rows: Sequence[dict[str, Any]],
+    *,
+    source: str = "api",
+    ingested_utc: dt.datetime | None = None,
+) -> ParsedRows:
+    """Typed table of catalog fields plus ``_hash_key``, ``_day``, metadata and ``_extra``.
+
+    Fields the catalog does not know are kept per row as JSON in ``_extra`` and reported
+    once per process as schema drift; a row lacking a natural-key field is an error.
+    """
+    if rows and not all(isinstance(row, dict) for row in rows):
+        bad = next(row for row in rows if not isinstance(row, dict))
+        raise SchemaError(f"{dataset.code}: expected JSON objects as rows, got {bad!r:.80}")
+    present: set[str] = set()
+    for row in rows:
+        present.update(row)
+    known = set(dataset.field_names)
+    drift = tuple(sorted(present - known - IGNORED_FIELDS))
+    _report_drift(dataset, drift)
+    required = set(dataset.natural_key) | {dataset.partition_field}
+    columns: dict[str, pa.Array] = {}
+    for name, arrow_type in dataset.fields:
+        values = [row.get(name) for row in rows]
+        if name in required and any(v is None for v in values):
+            index = next(i for i, v in enumerate(values) if v is None)
+            raise SchemaError(
+                f"{dataset.code}: required field {name!r} is missing or null in row {index}: "
+                f"{orjson.dumps(rows[index]).decode()[:200]}"
+            )
+        columns[name] = _typed_column(dataset, name, arrow_type, values)
+    table = pa.table(columns, schema=dataset.schema) if rows else dataset.schema.empty_table()
+    extra = [
+        orjson.dumps({k: row[k] for k in drift if k in row}, option=orjson.OPT_SORT_KEYS).decode()
+        if drift and any(k in row for k in drift)
+        else None
+        for row in rows
+    ]
+    stamp = ingested_utc or dt.datetime.now(dt.timezone.utc)
+    n = table.num_rows
+    table = table.append_column("_day", partition_days(dataset, table))
+    table = table.append_column("_hash_key", pa.array(hash_rows(dataset, table), pa.string()))
+    table = table.append_column("_ingested_utc", pa.array([stamp] * n, TS))
+    table = table.append_column("_source", pa.array([source] * n, pa.string()))
+    table = table.append_column("_extra", pa.array(extra, pa.string()))
+    return ParsedRows(table=table, schema_drift=drift)
+
+
+def _report_drift(dataset: Dataset, drift: Iterable[str]) -> None:
+    for name in drift:
+        if (dataset.code, name) not in _drift_reported:
+            _drift_reported.add((dataset.code, name))
+            log.warning(
+                "schema drift: %s rows carry new field %r; kept in _extra", dataset.code, name
+            )
+
+
+def partition_days(dataset: Dataset, table: pa.Table) -> pa.Array:
+    """The settlement day each row belongs to (the chunk it is stored in)."""
+    column = table.column(dataset.partition_field)
+    if column.type == DATE:
+        return column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    local = pc.local_timestamp(column.cast(pa.timestamp("us", str(LONDON))))
+    result = local.cast(DATE)
+    return result.combine_chunks() if isinstance(result, pa.ChunkedArray) else result
+
+
+def _canonical_column(column: pa.ChunkedArray | pa.Array) -> list[Any]:
+    if column.type == TS:
+        return column.cast(pa.int64()).to_pylist()
+    if column.type == DATE:
+        return column.cast(pa.string()).to_pylist()
+    if pa.types.is_floating(column.type):
+        return column.to_pylist()
+    if pa.types.is_list(column.type):
+        return [_canonical_nested(v) for v in column.to_pylist()]
+    return column.to_pylist()
+
+
+def _canonical_nested(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_canonical_nested(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _canonical_nested(v) for k, v in value.items()}
+    if isinstance(value, dt.datetime):
+        delta = value - dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+        return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+    return value
+
+
+def hash_rows(dataset: Dataset, table: pa.Table) -> list[str]:
+    """SHA-256 of each row's canonical JSON (see the module docstring)."""
+    names = sorted(dataset.field_names)
+    columns = [_canonical_column(table.column(name)) for name in names]
+    dumps = orjson.dumps
+    sha = hashlib.sha256
+    return [sha(dumps(dict(zip(names, values)))).hexdigest() for values in zip(*columns)]
+
+
+def canonical_json(dataset: Dataset, row: dict[str, Any]) -> bytes:
+    """The exact bytes hashed for one row (for documentation and tests)."""
+    table = parse_rows(dataset, [row]).table
+    names = sorted(dataset.field_names)
+    return orjson.dumps({name: _canonical_column(table.column(name))[0] for name in names})

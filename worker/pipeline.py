@@ -1,0 +1,116 @@
+"""One dataset-day from the API into a sink: fetch, parse, dedup, load, record coverage.
+
+These plain functions are what the Celery tasks wrap; they run the same in-process
+(``bmrs ingest``) and on a worker.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from worker.catalog import Dataset
+from worker.client import ApiError, ElexonClient
+from worker.coverage import Coverage, expected_periods, judge
+from worker.dedup import conform, drop_duplicates
+from worker.parse import SchemaError, parse_rows
+from worker.sinks.base import Sink
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class FetchedChunk:
+    """A chunk's rows as fetched, before they meet the stored day."""
+
+    table: pa.Table
+    requests: int
+    outside_window: int
+    other_days: int  # rows of neighbouring days returned by inclusive edges (expected)
+    duplicates: int  # exact duplicates within the fetch (repeated rows, window boundaries)
+    schema_drift: tuple[str, ...]
+
+
+def fetch_chunk(client: ElexonClient, dataset: Dataset, day: dt.date) -> FetchedChunk:
+    """Every request of the day, parsed window by window so memory stays one window deep."""
+    tables: list[pa.Table] = []
+    requests = outside = other_days = 0
+    drift: set[str] = set()
+    stamp = dt.datetime.now(dt.timezone.utc)
+    for window_rows in client.fetch_chunk(dataset, day):
+        requests += 1
+        outside += window_rows.outside_window
+        parsed = parse_rows(dataset, window_rows.rows, source="api", ingested_utc=stamp)
+        drift.update(parsed.schema_drift)
+        table = parsed.table
+        mine = table.filter(pc.equal(table.column("_day"), pa.scalar(day, pa.date32())))
+        other_days += table.num_rows - mine.num_rows
+        tables.append(conform(dataset, mine))
+    combined = pa.concat_tables(tables) if tables else conform(dataset, dataset.schema.empty_table())
+    deduped, duplicates = drop_duplicates(combined)
+    return FetchedChunk(
+        table=deduped,
+        requests=requests,
+        outside_window=outside,
+        other_days=other_days,
+        duplicates=duplicates,
+        schema_drift=tuple(sorted(drift)),
+    )
+
+
+def ingest_chunk(
+    client: ElexonClient, sink: Sink, dataset: Dataset, day: dt.date, *, replace: bool = False
+) -> Coverage:
+    """Fetch one dataset-day and load it; a failure is recorded as such, then raised.
+
+    Idempotent: loading unites with the stored day, so any number of runs, in any order,
+    on any number of processes, store each distinct row once.
+    """
+    try:
+        fetched = fetch_chunk(client, dataset, day)
+    except (ApiError, SchemaError) as exc:
+        record_failure(sink, dataset, day, exc)
+        raise
+    with sink.chunk_lock(dataset, day):
+        result = sink.load_chunk(dataset, day, fetched.table, replace=replace)
+        coverage = judge(
+            dataset,
+            day,
+            result.stored,
+            duplicates_dropped=fetched.duplicates + result.duplicates_dropped,
+            requests=fetched.requests,
+            outside_window=fetched.outside_window,
+            fetched_utc=dt.datetime.now(dt.timezone.utc),
+        )
+        sink.write_coverage(coverage)
+    log.info(
+        "%s %s: %s, %d rows (%d new, %d duplicates dropped, %d outside window) in %d requests",
+        dataset.code, day, coverage.status, coverage.rows, result.new_rows,
+        coverage.duplicates_dropped, fetched.outside_window, fetched.requests,
+    )
+    return coverage
+
+
+def record_failure(sink: Sink, dataset: Dataset, day: dt.date, error: Exception) -> Coverage:
+    """Mark a day failed with its reason; rows already stored stay as they are."""
+    with sink.chunk_lock(dataset, day):
+        stored = sink.read_day(dataset, day)
+        previous = sink.read_coverage(dataset, [day]).get(day)
+        coverage = Coverage(
+            dataset=dataset.code,
+            date=day,
+            status="failed",
+            rows=0 if stored is None else stored.num_rows,
+            periods_present=previous.periods_present if previous else None,
+            periods_expected=expected_periods(dataset, day),
+            digest=previous.digest if previous else None,
+            fetched_utc=dt.datetime.now(dt.timezone.utc),
+            reason=f"{type(error).__name__}: {error}",
+        )
+        sink.write_coverage(coverage)
+    log.error("%s %s: failed: %s", dataset.code, day, error)
+    return coverage

@@ -1,0 +1,88 @@
+"""The sink interface every warehouse implements, and the load rule they all share.
+
+A sink stores one partition per dataset-day and the coverage record beside it. The load
+rule (DESIGN.md invariant 1) lives here once: under the day's lock, read the partition,
+unite it with the fetch, drop exact duplicates, swap the day in whole, then record coverage.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import dataclasses
+import datetime as dt
+from collections.abc import Iterable, Iterator
+
+import pyarrow as pa
+
+from worker.catalog import DATASETS, Dataset
+from worker.coverage import Coverage
+from worker.dedup import conform, drop_duplicates, unite
+
+
+@dataclasses.dataclass(frozen=True)
+class LoadResult:
+    """What a chunk load did: the rows now stored and the duplicates it refused."""
+
+    stored: pa.Table
+    duplicates_dropped: int
+    new_rows: int
+
+
+class Sink(abc.ABC):
+    """A warehouse of dataset-day partitions with coverage records."""
+
+    name: str
+
+    @abc.abstractmethod
+    def chunk_lock(self, dataset: Dataset, day: dt.date) -> contextlib.AbstractContextManager[None]:
+        """Exclusive right to rewrite one dataset-day, across processes."""
+
+    @abc.abstractmethod
+    def read_day(self, dataset: Dataset, day: dt.date) -> pa.Table | None:
+        """The stored rows of one dataset-day, or None if it was never written."""
+
+    @abc.abstractmethod
+    def write_day(self, dataset: Dataset, day: dt.date, table: pa.Table) -> None:
+        """Replace one dataset-day atomically: readers see the old or the new day, whole."""
+
+    @abc.abstractmethod
+    def read_coverage(self, dataset: Dataset, days: Iterable[dt.date]) -> dict[dt.date, Coverage]:
+        """Coverage records of the days that have one (missing days are absent)."""
+
+    @abc.abstractmethod
+    def write_coverage(self, coverage: Coverage) -> None:
+        """Record one dataset-day's coverage (call under the chunk lock)."""
+
+    @abc.abstractmethod
+    def query(self, sql: str) -> pa.Table:
+        """Run SQL over the dataset views (``<code>``, ``<code>_latest``...)."""
+
+    def load_chunk(
+        self, dataset: Dataset, day: dt.date, fetched: pa.Table, *, replace: bool = False
+    ) -> LoadResult:
+        """Unite a fetch with the stored day and swap it in. Call under :meth:`chunk_lock`.
+
+        ``replace`` rebuilds the day from the fetch alone (still without exact duplicates).
+        """
+        existing = None if replace else self.read_day(dataset, day)
+        if existing is None:
+            stored, dropped = drop_duplicates(conform(dataset, fetched))
+        else:
+            stored, dropped = unite(dataset, existing, fetched)
+        before = 0 if existing is None else existing.num_rows
+        self.write_day(dataset, day, stored)
+        return LoadResult(stored=stored, duplicates_dropped=dropped, new_rows=stored.num_rows - before)
+
+    def coverage_range(
+        self, dataset: Dataset, start: dt.date, end: dt.date
+    ) -> Iterator[Coverage]:
+        """One record per day from start to end, ``missing`` where never attempted."""
+        days = [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
+        known = self.read_coverage(dataset, days)
+        for day in days:
+            yield known.get(day) or Coverage.missing(dataset, day)
+
+    @staticmethod
+    def datasets() -> tuple[Dataset, ...]:
+        return DATASETS

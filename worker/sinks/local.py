@@ -1,0 +1,171 @@
+"""The embedded warehouse: a Parquet lake, one file per dataset-day, read through DuckDB.
+
+Layout under ``BMRS_DATA_DIR``::
+
+    lake/_format.json                         format version of everything below
+    lake/<code>/date=YYYY-MM-DD/data.parquet  the day's rows (all versions, no exact duplicates)
+    lake/<code>/date=YYYY-MM-DD/coverage.json the day's coverage record
+    locks/<code>/YYYY-MM-DD.lock              per dataset-day file locks
+
+Many processes may write and read at once: a day is rewritten only under its file lock, and
+always by writing a temporary file beside it and renaming it over the old one, so a reader
+sees the old day or the new day, never a torn file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import duckdb
+import filelock
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from worker.catalog import DATASETS, Dataset, get
+from worker.coverage import Coverage
+from worker.sinks.base import Sink
+
+FORMAT_VERSION = 1
+DATA_FILE = "data.parquet"
+COVERAGE_FILE = "coverage.json"
+LOCK_TIMEOUT_S = 600.0
+
+
+class FormatVersionError(RuntimeError):
+    """The lake on disk was written by an incompatible version of this program."""
+
+
+def atomic_write(path: Path, payload: bytes | None = None, table: pa.Table | None = None) -> None:
+    """Write a file whole or not at all: temp file in the same folder, fsync, rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            if table is not None:
+                pq.write_table(table, handle, compression="zstd")
+            else:
+                handle.write(payload or b"")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp_name)
+        raise
+
+
+class LocalWarehouse(Sink):
+    """Parquet + DuckDB, the default sink."""
+
+    name = "local"
+
+    def __init__(self, data_dir: Path) -> None:
+        self.root = Path(data_dir)
+        self.lake = self.root / "lake"
+        self._check_format()
+
+    def _check_format(self) -> None:
+        marker = self.lake / "_format.json"
+        if marker.exists():
+            found = json.loads(marker.read_text()).get("format_version")
+            if found != FORMAT_VERSION:
+                raise FormatVersionError(
+                    f"{self.lake} holds lake format {found}, this program reads format "
+                    f"{FORMAT_VERSION}; use a matching version or a new BMRS_DATA_DIR"
+                )
+        else:
+            atomic_write(marker, json.dumps({"format_version": FORMAT_VERSION}).encode())
+
+    def day_dir(self, dataset: Dataset, day: dt.date) -> Path:
+        return self.lake / dataset.table / f"date={day.isoformat()}"
+
+    def chunk_lock(self, dataset: Dataset, day: dt.date) -> filelock.FileLock:
+        path = self.root / "locks" / dataset.table / f"{day.isoformat()}.lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return filelock.FileLock(path, timeout=LOCK_TIMEOUT_S)
+
+    def read_day(self, dataset: Dataset, day: dt.date) -> pa.Table | None:
+        path = self.day_dir(dataset, day) / DATA_FILE
+        try:
+            return pq.read_table(path)
+        except FileNotFoundError:
+            return None
+
+    def write_day(self, dataset: Dataset, day: dt.date, table: pa.Table) -> None:
+        atomic_write(self.day_dir(dataset, day) / DATA_FILE, table=table)
+
+    def read_coverage(self, dataset: Dataset, days: Iterable[dt.date]) -> dict[dt.date, Coverage]:
+        found: dict[dt.date, Coverage] = {}
+        for day in days:
+            try:
+                raw = (self.day_dir(dataset, day) / COVERAGE_FILE).read_bytes()
+            except FileNotFoundError:
+                continue
+            found[day] = Coverage.from_json(orjson.loads(raw))
+        return found
+
+    def write_coverage(self, coverage: Coverage) -> None:
+        path = self.day_dir(get(coverage.dataset), coverage.date) / COVERAGE_FILE
+        atomic_write(path, orjson.dumps(coverage.to_json(), option=orjson.OPT_INDENT_2))
+
+    def stored_days(self, dataset: Dataset) -> Iterator[dt.date]:
+        """Days that have a data file, in order."""
+        for path in sorted((self.lake / dataset.table).glob(f"date=*/{DATA_FILE}")):
+            yield dt.date.fromisoformat(path.parent.name.removeprefix("date="))
+
+    def query(self, sql: str) -> pa.Table:
+        con = self.connect()
+        try:
+            return con.execute(sql).fetch_arrow_table()
+        finally:
+            con.close()
+
+    def connect(self) -> duckdb.DuckDBPyConnection:
+        """An in-memory DuckDB connection with every dataset's views over the lake."""
+        con = duckdb.connect()
+        con.execute("SET TimeZone = 'UTC'")
+        for dataset in DATASETS:
+            self._create_views(con, dataset)
+        return con
+
+    def _create_views(self, con: duckdb.DuckDBPyConnection, dataset: Dataset) -> None:
+        table = dataset.table
+        pattern = self.lake / table / f"date=*/{DATA_FILE}"
+        if any((self.lake / table).glob(f"date=*/{DATA_FILE}")):
+            source = (
+                f"read_parquet('{_sql_str(str(pattern))}', union_by_name=true, "
+                "hive_partitioning=false)"
+            )
+        else:
+            empty_name = f"_empty_{table}"
+            con.register(empty_name, dataset.storage_schema.empty_table())
+            source = empty_name
+        con.execute(f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM {source}")
+        con.execute(f"CREATE OR REPLACE VIEW {table}_latest AS {latest_sql(dataset, table)}")
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _sql_str(text: str) -> str:
+    return text.replace("'", "''")
+
+
+def latest_sql(dataset: Dataset, source: str) -> str:
+    """Newest version per natural key: the version field, then the newest ingestion."""
+    keys = ", ".join(_quote(k) for k in dataset.natural_key)
+    order = [f"{_quote(dataset.version_field)} DESC NULLS LAST"] if dataset.version_field else []
+    order.append("_ingested_utc DESC")
+    order.append("_hash_key")  # a total order, so the pick is deterministic
+    return (
+        f"SELECT * FROM {source} QUALIFY row_number() OVER "
+        f"(PARTITION BY {keys} ORDER BY {', '.join(order)}) = 1"
+    )

@@ -58,6 +58,13 @@ class Sink(abc.ABC):
     def query(self, sql: str) -> pa.Table:
         """Run SQL over the dataset views (``<code>``, ``<code>_latest``...)."""
 
+    # IRIS stream rows (issue 3). Kept apart from the API partitions: the API day is
+    # rewritten whole by chunk loads, stream batches are only ever appended.
+    def append_stream(self, dataset: Dataset, day: dt.date, table: pa.Table, batch_id: str) -> bool:
+        """Store one batch of stream rows of a day, idempotently by ``batch_id`` (a content
+        hash): a batch already stored is not stored again. Returns whether it was new."""
+        raise NotImplementedError(f"{self.name} sink does not store IRIS stream rows yet")
+
     def load_chunk(
         self, dataset: Dataset, day: dt.date, fetched: pa.Table, *, replace: bool = False
     ) -> LoadResult:

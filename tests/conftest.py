@@ -1,0 +1,5 @@
+"""Shared fixtures live in tests/support/<area>.py; add a module here to register it."""
+
+pytest_plugins = [
+    "tests.support.env",
+]

@@ -1,0 +1,1 @@
+"""Reusable pytest fixtures, one module per area, registered in tests/conftest.py."""

@@ -2,4 +2,5 @@
 
 pytest_plugins = [
     "tests.support.env",
+    "tests.support.redis",
 ]

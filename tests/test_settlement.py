@@ -1,0 +1,78 @@
+"""Settlement-day arithmetic on the clock-change days, checked against a real response."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import pytest
+
+from worker import catalog
+from worker.client import request_windows
+from worker.settlement import day_window_utc, period_of, period_start, periods_in_day
+
+SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "elexon" / "samples"
+UTC = dt.timezone.utc
+
+
+@pytest.mark.parametrize(
+    ("day", "periods"),
+    [("2025-10-26", 50), ("2026-03-29", 46), ("2025-03-30", 46), ("2024-10-27", 50), ("2025-11-03", 48)],
+)
+def test_periods_in_day(day: str, periods: int) -> None:
+    assert periods_in_day(dt.date.fromisoformat(day)) == periods
+
+
+def test_autumn_clock_change_matches_real_system_prices_response() -> None:
+    body = json.loads((SAMPLES / "DISEBSP__nikolisan-bmrs_api-2025-10-26.json").read_text())
+    day = dt.date(2025, 10, 26)
+    assert len(body["data"]) == periods_in_day(day) == 50
+    for row in body["data"]:
+        start = dt.datetime.fromisoformat(row["startTime"].replace("Z", "+00:00"))
+        assert period_start(day, row["settlementPeriod"]) == start
+        assert period_of(start) == (day, row["settlementPeriod"])
+
+
+def test_spring_clock_change_matches_real_system_prices_response() -> None:
+    body = json.loads((SAMPLES / "DISEBSP__nikolisan-bmrs_api-2026-03-29.json").read_text())
+    day = dt.date(2026, 3, 29)
+    assert [r["settlementPeriod"] for r in body["data"]] == list(range(1, 47))
+    for row in body["data"]:
+        start = dt.datetime.fromisoformat(row["startTime"].replace("Z", "+00:00"))
+        assert period_start(day, row["settlementPeriod"]) == start
+
+
+def test_day_window_is_local_midnight_to_local_midnight() -> None:
+    assert day_window_utc(dt.date(2025, 10, 26)) == (
+        dt.datetime(2025, 10, 25, 23, tzinfo=UTC),
+        dt.datetime(2025, 10, 27, 0, tzinfo=UTC),
+    )
+    assert day_window_utc(dt.date(2026, 3, 29)) == (
+        dt.datetime(2026, 3, 29, 0, tzinfo=UTC),
+        dt.datetime(2026, 3, 29, 23, tzinfo=UTC),
+    )
+
+
+def test_windows_split_to_the_dataset_maximum() -> None:
+    freq = catalog.get("FREQ")  # 24 h at most: the 25 h autumn day needs two requests
+    windows = request_windows(freq, dt.date(2025, 10, 26))
+    assert [(w.start, w.end) for w in windows] == [
+        (dt.datetime(2025, 10, 25, 23, tzinfo=UTC), dt.datetime(2025, 10, 26, 23, tzinfo=UTC)),
+        (dt.datetime(2025, 10, 26, 23, tzinfo=UTC), dt.datetime(2025, 10, 27, 0, tzinfo=UTC)),
+    ]
+    assert windows[0].params == {
+        "measurementDateTimeFrom": "2025-10-25T23:00:00Z",
+        "measurementDateTimeTo": "2025-10-26T23:00:00Z",
+    }
+    bod = catalog.get("BOD")  # one hour at most
+    assert len(request_windows(bod, dt.date(2026, 3, 29))) == 23
+    assert len(request_windows(bod, dt.date(2025, 10, 26))) == 25
+    assert len(request_windows(bod, dt.date(2025, 11, 3))) == 24
+
+
+def test_date_styles_ask_for_exactly_the_day() -> None:
+    [window] = request_windows(catalog.get("DISEBSP"), dt.date(2025, 10, 26))
+    assert window.path == "/balancing/settlement/system-prices/2025-10-26"
+    [window] = request_windows(catalog.get("FUELINST"), dt.date(2025, 10, 26))
+    assert window.params == {"settlementDateFrom": "2025-10-26", "settlementDateTo": "2025-10-26"}

@@ -123,7 +123,7 @@ class LocalWarehouse(Sink):
     def query(self, sql: str) -> pa.Table:
         con = self.connect()
         try:
-            return con.execute(sql).fetch_arrow_table()
+            return con.sql(sql).to_arrow_table()
         finally:
             con.close()
 

@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     iris_namespace: str = "elexon-insights-iris.servicebus.windows.net"
     iris_queue: str | None = None
     iris_dir: Path | None = Field(None, description="Folder source of IRIS messages")
+    iris_batch_max: int = Field(100, ge=1, description="IRIS messages per hand-off batch")
+    iris_batch_s: float = Field(2.0, gt=0, description="Longest an IRIS message waits in a batch")
+    iris_retention_days: int = Field(7, ge=0, description="Days kept of IRIS rows the API has")
     sheets_id: str | None = None
     sheets_credentials: Path | None = None
     alert_webhook: SecretStr | None = None

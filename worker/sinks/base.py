@@ -65,6 +65,11 @@ class Sink(abc.ABC):
         hash): a batch already stored is not stored again. Returns whether it was new."""
         raise NotImplementedError(f"{self.name} sink does not store IRIS stream rows yet")
 
+    def prune_stream(self, dataset: Dataset, *, before: dt.date) -> list[dt.date]:
+        """Drop stream rows of days before ``before`` whose API chunk is complete;
+        returns the days pruned (retention, ``BMRS_IRIS_RETENTION_DAYS``)."""
+        raise NotImplementedError(f"{self.name} sink does not prune IRIS stream rows yet")
+
     def load_chunk(
         self, dataset: Dataset, day: dt.date, fetched: pa.Table, *, replace: bool = False
     ) -> LoadResult:

@@ -5,7 +5,9 @@ Layout under ``BMRS_DATA_DIR``::
     lake/_format.json                         format version of everything below
     lake/<code>/date=YYYY-MM-DD/data.parquet  the day's rows (all versions, no exact duplicates)
     lake/<code>/date=YYYY-MM-DD/coverage.json the day's coverage record
+    lake/_stream/<code>/date=YYYY-MM-DD/<batch_id>.parquet  IRIS rows, one file per new batch
     locks/<code>/YYYY-MM-DD.lock              per dataset-day file locks
+    locks/_stream/<code>/YYYY-MM-DD.lock      per dataset-day stream locks
 
 Many processes may write and read at once: a day is rewritten only under its file lock, and
 always by writing a temporary file beside it and renaming it over the old one, so a reader
@@ -18,6 +20,7 @@ import contextlib
 import datetime as dt
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -26,16 +29,21 @@ import duckdb
 import filelock
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from worker.catalog import DATASETS, Dataset, get
-from worker.coverage import Coverage
+from worker.coverage import Coverage, digest
+from worker.dedup import conform, drop_duplicates
 from worker.sinks.base import Sink
 
 FORMAT_VERSION = 1
 DATA_FILE = "data.parquet"
 COVERAGE_FILE = "coverage.json"
 LOCK_TIMEOUT_S = 600.0
+STREAM_DIR = "_stream"
+# Merge a stream day's batch files into one when it holds more, to keep reads fast.
+STREAM_COMPACT_FILES = 64
 
 
 class FormatVersionError(RuntimeError):
@@ -120,6 +128,86 @@ class LocalWarehouse(Sink):
         for path in sorted((self.lake / dataset.table).glob(f"date=*/{DATA_FILE}")):
             yield dt.date.fromisoformat(path.parent.name.removeprefix("date="))
 
+    def stream_dir(self, dataset: Dataset, day: dt.date) -> Path:
+        return self.lake / STREAM_DIR / dataset.table / f"date={day.isoformat()}"
+
+    def stream_lock(self, dataset: Dataset, day: dt.date) -> filelock.FileLock:
+        path = self.root / "locks" / STREAM_DIR / dataset.table / f"{day.isoformat()}.lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return filelock.FileLock(path, timeout=LOCK_TIMEOUT_S)
+
+    def read_stream_day(self, dataset: Dataset, day: dt.date) -> pa.Table | None:
+        """Every stream row stored for a day (each distinct row once), or None."""
+        files = sorted(self.stream_dir(dataset, day).glob("*.parquet"))
+        if not files:
+            return None
+        parts = [conform(dataset, pq.read_table(path)) for path in files]
+        return drop_duplicates(pa.concat_tables(parts))[0]
+
+    def append_stream(self, dataset: Dataset, day: dt.date, table: pa.Table, batch_id: str) -> bool:
+        """Write the batch's rows the day's stream lacks as ``<batch_id>.parquet``.
+
+        Idempotent twice over: a batch id already written is skipped, and rows whose hash
+        the day already holds are dropped, so a message redelivered inside a different
+        batch still lands once. The lock serialises writers of the same day only.
+        """
+        folder = self.stream_dir(dataset, day)
+        target = folder / f"{batch_id}.parquet"
+        if target.exists():
+            return False
+        with self.stream_lock(dataset, day):
+            if target.exists():
+                return False
+            fresh, _ = drop_duplicates(conform(dataset, table))
+            files = sorted(folder.glob("*.parquet"))
+            if files:
+                held = pa.concat_tables(
+                    [pq.read_table(path, columns=["_hash_key"]) for path in files]
+                ).column("_hash_key")
+                fresh = fresh.filter(pc.invert(pc.is_in(fresh.column("_hash_key"), held)))
+            if fresh.num_rows == 0:
+                return False
+            atomic_write(target, table=fresh)
+            if len(files) + 1 > STREAM_COMPACT_FILES:
+                self._compact_stream(dataset, day)
+            return True
+
+    def _compact_stream(self, dataset: Dataset, day: dt.date) -> None:
+        """Merge a day's batch files into one (call under the stream lock).
+
+        The merged file is in place before the old ones go, so a crash in between leaves
+        duplicates on disk (which the views and the next append ignore), never a loss.
+        """
+        folder = self.stream_dir(dataset, day)
+        files = sorted(folder.glob("*.parquet"))
+        merged = self.read_stream_day(dataset, day)
+        if merged is None:
+            return
+        name = f"compact-{digest(merged)}.parquet"
+        atomic_write(folder / name, table=merged)
+        for path in files:
+            if path.name != name:
+                path.unlink(missing_ok=True)
+
+    def stream_days(self, dataset: Dataset) -> Iterator[dt.date]:
+        """Days that hold stream rows, in order."""
+        for path in sorted((self.lake / STREAM_DIR / dataset.table).glob("date=*")):
+            if any(path.glob("*.parquet")):
+                yield dt.date.fromisoformat(path.name.removeprefix("date="))
+
+    def prune_stream(self, dataset: Dataset, *, before: dt.date) -> list[dt.date]:
+        """Drop the stream rows of days before ``before`` whose API chunk is complete:
+        the API history now holds that day, so ``<code>_unified`` no longer needs them."""
+        candidates = [day for day in self.stream_days(dataset) if day < before]
+        coverage = self.read_coverage(dataset, candidates)
+        pruned = []
+        for day in candidates:
+            if day in coverage and coverage[day].status == "complete":
+                with self.stream_lock(dataset, day):
+                    shutil.rmtree(self.stream_dir(dataset, day), ignore_errors=True)
+                pruned.append(day)
+        return pruned
+
     def query(self, sql: str) -> pa.Table:
         con = self.connect()
         try:
@@ -149,6 +237,16 @@ class LocalWarehouse(Sink):
             source = empty_name
         con.execute(f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM {source}")
         con.execute(f"CREATE OR REPLACE VIEW {table}_latest AS {latest_sql(dataset, table)}")
+        stream_pattern = self.lake / STREAM_DIR / table / "date=*/*.parquet"
+        if any((self.lake / STREAM_DIR / table).glob("date=*/*.parquet")):
+            stream = (
+                f"read_parquet('{_sql_str(str(stream_pattern))}', union_by_name=true, "
+                "hive_partitioning=false)"
+            )
+            unified = unified_sql(dataset, table, stream)
+        else:
+            unified = f"SELECT * FROM {table}"
+        con.execute(f"CREATE OR REPLACE VIEW {table}_unified AS {unified}")
 
 
 def _quote(name: str) -> str:
@@ -169,3 +267,27 @@ def latest_sql(dataset: Dataset, source: str) -> str:
         f"SELECT * FROM {source} QUALIFY row_number() OVER "
         f"(PARTITION BY {keys} ORDER BY {', '.join(order)}) = 1"
     )
+
+
+def unified_sql(dataset: Dataset, api: str, stream: str) -> str:
+    """API rows, plus the stream rows whose natural key and version the API lacks.
+
+    One stream row per natural key and version (its first arrival), so IRIS redeliveries
+    and the API's later copy of the same row never show twice. Without a version field a
+    stream row stands only until the API holds any row for its key.
+    """
+    keys = list(dataset.natural_key)
+    if dataset.version_field:
+        keys.append(dataset.version_field)
+    match = " AND ".join(f"a.{_quote(k)} IS NOT DISTINCT FROM s.{_quote(k)}" for k in keys)
+    identity = ", ".join(f"s.{_quote(k)}" for k in keys)
+    if not dataset.version_field:
+        identity += ", s._hash_key"
+    return (
+        f"SELECT * FROM {api} UNION ALL BY NAME "
+        f"SELECT s.* FROM {stream} s "
+        f"WHERE NOT EXISTS (SELECT 1 FROM {api} a WHERE {match}) "
+        f"QUALIFY row_number() OVER (PARTITION BY {identity} "
+        "ORDER BY s._ingested_utc, s._hash_key) = 1"
+    )
+

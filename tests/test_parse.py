@@ -91,9 +91,17 @@ def test_new_field_is_kept_in_extra_and_reported_once(caplog: pytest.LogCaptureF
 
 
 def test_missing_required_field_is_a_clear_error() -> None:
-    row = {k: v for k, v in BOALF_API_ROW.items() if k != "acceptanceNumber"}
-    with pytest.raises(SchemaError, match="BOALF: required field 'acceptanceNumber' is missing"):
+    row = {k: v for k, v in BOALF_API_ROW.items() if k != "timeFrom"}
+    with pytest.raises(SchemaError, match="BOALF: required field 'timeFrom' is missing"):
         parse_rows(catalog.get("BOALF"), [row])
+    with pytest.raises(SchemaError, match="BOALF: required field 'settlementDate' is missing"):
+        parse_rows(catalog.get("BOALF"), [{**BOALF_API_ROW, "settlementDate": None}])
+
+
+def test_nullable_key_fields_may_be_null() -> None:
+    # The spec marks nationalGridBmUnit nullable: such rows are stored, not refused.
+    parsed = parse_rows(catalog.get("BOALF"), [{**BOALF_API_ROW, "nationalGridBmUnit": None}])
+    assert parsed.table.column("nationalGridBmUnit").to_pylist() == [None]
 
 
 @pytest.mark.parametrize(

@@ -128,7 +128,7 @@ def parse_rows(
     """Typed table of catalog fields plus ``_hash_key``, ``_day``, metadata and ``_extra``.
 
     Fields the catalog does not know are kept per row as JSON in ``_extra`` and reported
-    once per process as schema drift; a row lacking a natural-key field is an error.
+    once per process as schema drift; a row lacking its partition or time field is an error.
     """
     if rows and not all(isinstance(row, dict) for row in rows):
         bad = next(row for row in rows if not isinstance(row, dict))
@@ -139,7 +139,9 @@ def parse_rows(
     known = set(dataset.field_names)
     drift = tuple(sorted(present - known - IGNORED_FIELDS))
     _report_drift(dataset, drift)
-    required = set(dataset.natural_key) | {dataset.partition_field}
+    # Only the fields that decide where a row is stored must be present; natural-key fields
+    # the spec marks nullable (a BM unit's national grid id...) may be null in real data.
+    required = {dataset.partition_field} | ({dataset.time_field} - {None})
     columns: dict[str, pa.Array] = {}
     for name, arrow_type in dataset.fields:
         values = [row.get(name) for row in rows]

@@ -36,6 +36,7 @@ from worker.catalog import DATASETS, Dataset, get
 from worker.coverage import Coverage, digest
 from worker.dedup import conform, drop_duplicates
 from worker.sinks.base import Sink
+from worker.sinks.sql_dialect import DUCKDB
 
 FORMAT_VERSION = 1
 DATA_FILE = "data.parquet"
@@ -236,58 +237,18 @@ class LocalWarehouse(Sink):
             con.register(empty_name, dataset.storage_schema.empty_table())
             source = empty_name
         con.execute(f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM {source}")
-        con.execute(f"CREATE OR REPLACE VIEW {table}_latest AS {latest_sql(dataset, table)}")
+        con.execute(f"CREATE OR REPLACE VIEW {table}_latest AS {DUCKDB.latest_sql(dataset, table)}")
         stream_pattern = self.lake / STREAM_DIR / table / "date=*/*.parquet"
         if any((self.lake / STREAM_DIR / table).glob("date=*/*.parquet")):
             stream = (
                 f"read_parquet('{_sql_str(str(stream_pattern))}', union_by_name=true, "
                 "hive_partitioning=false)"
             )
-            unified = unified_sql(dataset, table, stream)
+            unified = DUCKDB.unified_sql(dataset, table, stream)
         else:
             unified = f"SELECT * FROM {table}"
         con.execute(f"CREATE OR REPLACE VIEW {table}_unified AS {unified}")
 
 
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 def _sql_str(text: str) -> str:
     return text.replace("'", "''")
-
-
-def latest_sql(dataset: Dataset, source: str) -> str:
-    """Newest version per natural key: the version field, then the newest ingestion."""
-    keys = ", ".join(_quote(k) for k in dataset.natural_key)
-    order = [f"{_quote(dataset.version_field)} DESC NULLS LAST"] if dataset.version_field else []
-    order.append("_ingested_utc DESC")
-    order.append("_hash_key")  # a total order, so the pick is deterministic
-    return (
-        f"SELECT * FROM {source} QUALIFY row_number() OVER "
-        f"(PARTITION BY {keys} ORDER BY {', '.join(order)}) = 1"
-    )
-
-
-def unified_sql(dataset: Dataset, api: str, stream: str) -> str:
-    """API rows, plus the stream rows whose natural key and version the API lacks.
-
-    One stream row per natural key and version (its first arrival), so IRIS redeliveries
-    and the API's later copy of the same row never show twice. Without a version field a
-    stream row stands only until the API holds any row for its key.
-    """
-    keys = list(dataset.natural_key)
-    if dataset.version_field:
-        keys.append(dataset.version_field)
-    match = " AND ".join(f"a.{_quote(k)} IS NOT DISTINCT FROM s.{_quote(k)}" for k in keys)
-    identity = ", ".join(f"s.{_quote(k)}" for k in keys)
-    if not dataset.version_field:
-        identity += ", s._hash_key"
-    return (
-        f"SELECT * FROM {api} UNION ALL BY NAME "
-        f"SELECT s.* FROM {stream} s "
-        f"WHERE NOT EXISTS (SELECT 1 FROM {api} a WHERE {match}) "
-        f"QUALIFY row_number() OVER (PARTITION BY {identity} "
-        "ORDER BY s._ingested_utc, s._hash_key) = 1"
-    )
-

@@ -1,0 +1,150 @@
+"""The one place where the SQL of the two warehouses differs: DuckDB (local) and BigQuery.
+
+Every view both sinks create (``<code>``, ``<code>_latest``, ``<code>_unified``) is written
+here once per dialect, so the views mean the same thing on both. The differences handled:
+
+- identifiers: ``"name"`` in DuckDB, ```name``` in BigQuery;
+- relations: a view name in DuckDB, ```project.dataset.name``` in BigQuery (a BigQuery view
+  must name its tables in full; it has no default dataset);
+- ``QUALIFY``: BigQuery accepts it only after a ``WHERE``, ``GROUP BY`` or ``HAVING``;
+- unions: DuckDB unites Parquet files of several format versions by column name
+  (``UNION ALL BY NAME``); BigQuery tables have one schema, so columns are listed by name.
+
+Queries that other parts run on either sink (the dashboard's, freshness, gap detection)
+keep to the common subset: lower-case unquoted view names, ``DATE 'YYYY-MM-DD'`` and UTC
+``TIMESTAMP '...'`` literals (:func:`date_literal`, :func:`timestamp_literal`), plain
+aggregates. On BigQuery, unqualified view names resolve in the sink's dataset.
+"""
+
+from __future__ import annotations
+
+import abc
+import datetime as dt
+
+from worker.catalog import Dataset
+
+
+class Dialect(abc.ABC):
+    """How one warehouse spells identifiers, relations and the views' SQL."""
+
+    name: str
+    # What must precede QUALIFY when a query has no other filter.
+    qualify_prefix: str = ""
+
+    @abc.abstractmethod
+    def quote(self, identifier: str) -> str:
+        """An identifier quoted so that case and odd characters survive."""
+
+    @abc.abstractmethod
+    def relation(self, name: str) -> str:
+        """How a view's SQL names another table or view of the warehouse."""
+
+    @abc.abstractmethod
+    def union_all(self, dataset: Dataset, first: str, second: str) -> str:
+        """Two SELECTs over the dataset's storage columns, united without dropping rows."""
+
+    def latest_sql(self, dataset: Dataset, source: str) -> str:
+        """Newest version per natural key: the version field, then the newest ingestion."""
+        keys = ", ".join(self.quote(k) for k in dataset.natural_key)
+        order = (
+            [f"{self.quote(dataset.version_field)} DESC NULLS LAST"] if dataset.version_field else []
+        )
+        order.append("_ingested_utc DESC")
+        order.append("_hash_key")  # a total order, so the pick is deterministic
+        return (
+            f"SELECT * FROM {source}{self.qualify_prefix} QUALIFY row_number() OVER "
+            f"(PARTITION BY {keys} ORDER BY {', '.join(order)}) = 1"
+        )
+
+    def unified_sql(self, dataset: Dataset, api: str, stream: str) -> str:
+        """API rows, plus the stream rows whose natural key and version the API lacks.
+
+        One stream row per natural key and version (its first arrival), so IRIS redeliveries
+        and the API's later copy of the same row never show twice. Without a version field a
+        stream row stands only until the API holds any row for its key.
+        """
+        keys = list(dataset.natural_key)
+        if dataset.version_field:
+            keys.append(dataset.version_field)
+        q = self.quote
+        match = " AND ".join(f"a.{q(k)} IS NOT DISTINCT FROM s.{q(k)}" for k in keys)
+        identity = ", ".join(f"s.{q(k)}" for k in keys)
+        if not dataset.version_field:
+            identity += ", s._hash_key"
+        fresh_stream_rows = (
+            f"SELECT {self.columns(dataset, 's')} FROM {stream} s "
+            f"WHERE NOT EXISTS (SELECT 1 FROM {api} a WHERE {match}) "
+            f"QUALIFY row_number() OVER (PARTITION BY {identity} "
+            "ORDER BY s._ingested_utc, s._hash_key) = 1"
+        )
+        return self.union_all(dataset, f"SELECT {self.columns(dataset)} FROM {api}", fresh_stream_rows)
+
+    def columns(self, dataset: Dataset, alias: str | None = None) -> str:
+        """The select list of a dataset's stored rows (``*`` where the engine unites by name)."""
+        return f"{alias}.*" if alias else "*"
+
+    def views(self, dataset: Dataset, *, api: str, stream: str | None) -> dict[str, str]:
+        """Name -> SQL of the dataset's three views, over its API and stream tables."""
+        table = dataset.table
+        return {
+            table: f"SELECT * FROM {api}",
+            f"{table}_latest": self.latest_sql(dataset, self.relation(table)),
+            f"{table}_unified": (
+                self.unified_sql(dataset, self.relation(table), stream)
+                if stream is not None
+                else f"SELECT * FROM {self.relation(table)}"
+            ),
+        }
+
+
+class DuckDBDialect(Dialect):
+    """The local warehouse's engine: views live in one in-memory DuckDB connection."""
+
+    name = "duckdb"
+
+    def quote(self, identifier: str) -> str:
+        return '"' + identifier.replace('"', '""') + '"'
+
+    def relation(self, name: str) -> str:
+        return name
+
+    def union_all(self, dataset: Dataset, first: str, second: str) -> str:
+        # Parquet files written before a catalog field was added lack its column.
+        return f"{first} UNION ALL BY NAME {second}"
+
+
+class BigQueryDialect(Dialect):
+    """GoogleSQL, with every relation qualified by the sink's project and dataset."""
+
+    name = "bigquery"
+    qualify_prefix = " WHERE TRUE"
+
+    def __init__(self, project: str, dataset: str) -> None:
+        self.project = project
+        self.dataset = dataset
+
+    def quote(self, identifier: str) -> str:
+        return "`" + identifier.replace("\\", "\\\\").replace("`", "\\`") + "`"
+
+    def relation(self, name: str) -> str:
+        return self.quote(f"{self.project}.{self.dataset}.{name}")
+
+    def columns(self, dataset: Dataset, alias: str | None = None) -> str:
+        prefix = f"{alias}." if alias else ""
+        return ", ".join(prefix + self.quote(field.name) for field in dataset.storage_schema)
+
+    def union_all(self, dataset: Dataset, first: str, second: str) -> str:
+        return f"({first}) UNION ALL ({second})"
+
+
+DUCKDB = DuckDBDialect()
+
+
+def date_literal(day: dt.date) -> str:
+    """A DATE literal both DuckDB and BigQuery read the same way."""
+    return f"DATE '{day.isoformat()}'"
+
+
+def timestamp_literal(instant: dt.datetime) -> str:
+    """A UTC TIMESTAMP literal without offset: DuckDB ignores offsets, BigQuery assumes UTC."""
+    return f"TIMESTAMP '{instant.astimezone(dt.timezone.utc).strftime('%Y-%m-%d %H:%M:%S.%f')}'"

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_ELEXON_BASE_URL = "https://data.elexon.co.uk/bmrs/api/v1"
@@ -47,8 +47,13 @@ class Settings(BaseSettings):
     iris_batch_max: int = Field(100, ge=1, description="IRIS messages per hand-off batch")
     iris_batch_s: float = Field(2.0, gt=0, description="Longest an IRIS message waits in a batch")
     iris_retention_days: int = Field(7, ge=0, description="Days kept of IRIS rows the API has")
-    sheets_id: str | None = None
-    sheets_credentials: Path | None = None
+    sheets_id: str | None = Field(None, description="Key of the Google Sheets dashboard (unset: local workbook)")
+    sheets_credentials: Path | None = Field(
+        None,
+        validation_alias=AliasChoices("BMRS_SHEETS_CREDENTIALS", "GOOGLE_APPLICATION_CREDENTIALS"),
+        description="Service-account JSON file for Sheets (default GOOGLE_APPLICATION_CREDENTIALS)",
+    )
+    remit_backfill_days: int = Field(90, ge=1, description="REMIT history the outages table needs")
     alert_webhook: SecretStr | None = None
     sim_faults: str = ""
     log_level: str = "INFO"

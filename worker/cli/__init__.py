@@ -13,6 +13,7 @@ from worker.cli.app import main
 _COMMAND_MODULES = (
     "worker.cli.data_commands",
     "worker.sim.cli",
+    "worker.cli.iris_commands",
 )
 
 for _module in _COMMAND_MODULES:

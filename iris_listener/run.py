@@ -1,0 +1,57 @@
+"""Building the listener from settings, and running it until SIGTERM/SIGINT.
+
+Service Bus when IRIS credentials or a connection string are set, otherwise the folder
+source at ``BMRS_IRIS_DIR`` (default ``<data dir>/iris_inbox``).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from types import FrameType
+
+from iris_listener.folder import FolderSource
+from iris_listener.handoff import CeleryHandOff
+from iris_listener.listener import Listener, Source
+from iris_listener.servicebus import ServiceBusSource, client_factory, servicebus_configured
+from worker.broker import redis_client
+from worker.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def source_from_settings(settings: Settings, *, folder: bool = False) -> Source:
+    """The source the settings select (``folder=True`` forces the folder source)."""
+    if servicebus_configured(settings) and not folder:
+        make_client, queue = client_factory(settings)
+        return ServiceBusSource(make_client, queue)
+    return FolderSource(settings.iris_inbox, done_retention_days=settings.iris_retention_days)
+
+
+def listener_from_settings(settings: Settings, source: Source, *, log_every_s: float = 60.0) -> Listener:
+    """A listener handing off to the cluster's ``iris`` queue through the settings' broker."""
+    from worker.celery_app import app  # imported late: it reads the settings at import
+
+    client = redis_client(settings)
+    return Listener(
+        source,
+        CeleryHandOff(client, app),
+        status_client=client,
+        batch_max=settings.iris_batch_max,
+        batch_s=settings.iris_batch_s,
+        log_every_s=log_every_s,
+    )
+
+
+def run_until_signalled(listener: Listener) -> None:
+    """Run in this thread; SIGTERM or SIGINT stops it after settling what it holds."""
+    stop = threading.Event()
+
+    def _stop(signum: int, _frame: FrameType | None) -> None:
+        log.info("IRIS listener: %s received, settling held messages", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    listener.run(stop)

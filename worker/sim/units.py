@@ -34,6 +34,8 @@ class BmUnit:
     # Bid-offer pairs submitted per period, half as bids (pairId < 0), half as offers.
     pairs: int
     base_price: float
+    # Hour of day (UTC) at which the unit's planned output peaks.
+    peak_hour: float
 
 
 @functools.cache
@@ -65,6 +67,7 @@ def fleet(seed: int, scale: float) -> tuple[BmUnit, ...]:
                 imports=fuel in ("PS", "BATTERY", "DEMAND"),
                 pairs=rng.choice((2, 4, 4, 6, 6)),
                 base_price=round(rng.uniform(30, 120), 2),
+                peak_hour=rng.uniform(0, 24),
             )
         )
     return tuple(units)

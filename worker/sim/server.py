@@ -1,0 +1,354 @@
+"""The simulator's HTTP face: the Insights API's paths, envelopes, errors and faults.
+
+Paths are answered both at ``/`` and under ``/bmrs/api/v1`` (the real base path), matched
+case-insensitively like the real API. Routes come from the catalog: each dataset's stream
+endpoint returns a bare JSON array, its non-stream twin ``{"data": [...]}``, and a path-dated
+endpoint (DISEBSP) ``{"metadata": {"datasets": [...]}, "data": [...]}``.
+
+Error bodies follow the ASP.NET Core problem-details shape the Insights API (an ASP.NET
+service, per its schema names) returns; the OpenAPI spec documents 400/429/500 without a body
+schema. 429s carry the gateway's ``{"statusCode", "message"}`` body and ``Retry-After``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import http.server
+import os
+import re
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Self
+from urllib.parse import parse_qs, urlsplit
+
+import orjson
+
+from worker import catalog, settlement
+from worker.sim import queries
+from worker.sim.faults import (
+    Draw,
+    FaultInjector,
+    FaultSpec,
+    duplicate_rows,
+    parse_faults,
+    revise_rows,
+    truncate_body,
+)
+from worker.sim.generators import Generator, generators
+
+BASE_PATH = "/bmrs/api/v1"
+RETRY_AFTER_S = 1
+# The non-stream PN/QPN endpoints take one settlement date and period, not a window.
+_PERIOD_LIST_CODES = {"PN", "QPN"}
+_JSON = "application/json; charset=utf-8"
+_PROBLEM = "application/problem+json; charset=utf-8"
+_ALLOWED = "GET, HEAD"
+
+Clock = Callable[[], dt.datetime]
+
+
+@dataclasses.dataclass(frozen=True)
+class Route:
+    """What a path asks for: a dataset, how its window is given, how rows are wrapped."""
+
+    dataset: catalog.Dataset
+    # "stream" (bare array), "list" (``{"data"}``), "period" (PN/QPN list), "path" (DISEBSP)
+    kind: str
+    path_value: str | None = None
+
+
+@dataclasses.dataclass
+class Response:
+    status: int
+    body: bytes
+    headers: dict[str, str] = dataclasses.field(default_factory=dict)
+    # Seconds to stall before answering (the "slow" fault).
+    delay_s: float = 0.0
+
+
+def _routes() -> tuple[dict[str, Route], list[tuple[re.Pattern[str], catalog.Dataset]]]:
+    """Exact paths and path templates of every catalog dataset, lower-cased."""
+    exact: dict[str, Route] = {}
+    templates: list[tuple[re.Pattern[str], catalog.Dataset]] = []
+    for dataset in catalog.DATASETS:
+        endpoint = dataset.endpoint.lower()
+        if "{" in endpoint:
+            before, _, after = endpoint.partition("{")
+            pattern = re.escape(before) + r"([^/]+)" + re.escape(after.partition("}")[2])
+            templates.append((re.compile(pattern), dataset))
+        elif endpoint.endswith("/stream"):
+            exact[endpoint] = Route(dataset, "stream")
+            list_kind = "period" if dataset.code in _PERIOD_LIST_CODES else "list"
+            exact[endpoint.removesuffix("/stream")] = Route(dataset, list_kind)
+        else:
+            exact[endpoint] = Route(dataset, "list")
+    return exact, templates
+
+
+_RFC_SECTIONS = {400: "6.5.1", 404: "6.5.4", 405: "6.5.5", 500: "6.6.1"}
+
+
+def problem(status: int, title: str, errors: dict[str, list[str]] | None = None) -> Response:
+    """An ASP.NET-style problem-details response."""
+    body: dict[str, Any] = {
+        "type": f"https://tools.ietf.org/html/rfc7231#section-{_RFC_SECTIONS.get(status, '6.5.1')}",
+        "title": title,
+        "status": status,
+        "traceId": f"00-{uuid.uuid4().hex}-{uuid.uuid4().hex[:16]}-00",
+    }
+    if errors:
+        body["errors"] = errors
+    return Response(status, orjson.dumps(body), {"Content-Type": _PROBLEM})
+
+
+def bad_request(parameter: str, message: str) -> Response:
+    return problem(400, "One or more validation errors occurred.", {parameter: [message]})
+
+
+class SimulatorApp:
+    """Turns (method, request target) into a :class:`Response`; no sockets involved."""
+
+    def __init__(
+        self,
+        seed: int = 0,
+        faults: FaultSpec | None = None,
+        scale: float = 1.0,
+        clock: Clock | None = None,
+    ) -> None:
+        self.seed = seed
+        self.scale = scale
+        self.faults = FaultInjector(faults or FaultSpec(), seed)
+        self.generators: dict[str, Generator] = generators(seed, scale)
+        self._exact, self._templates = _routes()
+        self._clock = clock or (lambda: dt.datetime.now(settlement.UTC))
+
+    def route(self, path: str) -> Route | None:
+        lowered = path.lower().rstrip("/").removeprefix(BASE_PATH)
+        if lowered in self._exact:
+            return self._exact[lowered]
+        for pattern, dataset in self._templates:
+            match = pattern.fullmatch(lowered)
+            if match:
+                # The value comes from the original path: only the template is case-blind.
+                return Route(dataset, "path", path.rstrip("/").rsplit("/", 1)[1])
+        return None
+
+    def handle(self, method: str, target: str) -> Response:
+        parts = urlsplit(target)
+        route = self.route(parts.path)
+        if route is None:
+            return problem(404, "Not Found")
+        if method not in ("GET", "HEAD"):
+            response = problem(405, "Method Not Allowed")
+            response.headers["Allow"] = _ALLOWED
+            return response
+        draw = self.faults.draw(f"{method} {target}")
+        response = self._answer(route, parse_qs(parts.query, keep_blank_values=True), draw)
+        if draw.slow:
+            response.delay_s = self.faults.spec.slow_seconds
+        return response
+
+    def _answer(self, route: Route, params: queries.Params, draw: Draw) -> Response:
+        if draw.status == 429:
+            return Response(
+                429,
+                orjson.dumps(
+                    {
+                        "statusCode": 429,
+                        "message": f"Rate limit is exceeded. Try again in {RETRY_AFTER_S} seconds.",
+                    }
+                ),
+                {"Content-Type": _JSON, "Retry-After": str(RETRY_AFTER_S)},
+            )
+        if draw.status == 500:
+            return problem(500, "An error occurred while processing your request.")
+        dataset, now = route.dataset, self._clock()
+        try:
+            if route.kind == "path":
+                assert route.path_value is not None
+                query = queries.path_date_query(dataset, route.path_value, now)
+            elif route.kind == "period":
+                query = queries.period_query(dataset, params, now)
+            else:
+                query = queries.window_query(dataset, params, now)
+        except queries.BadRequest as exc:
+            return bad_request(exc.parameter, exc.message)
+        poisoned = self.faults.poisoned(dataset.code, query.days)
+        if poisoned:
+            return bad_request(
+                "settlementDate",
+                f"{dataset.code} data for {poisoned} cannot be retrieved (simulated permanent failure).",
+            )
+        generator = self.generators[dataset.code]
+        rows = query.select(generator)
+        if draw.outside:
+            rows = rows + query.outside_rows(generator, limit=max(1, len(rows) // 20))
+        if draw.dup:
+            rows = duplicate_rows(rows, draw.rng)
+        if draw.revise:
+            rows = revise_rows(rows, generator, draw.rng)
+        body = orjson.dumps(self._envelope(route, rows))
+        if draw.truncate:
+            body = truncate_body(body, draw.rng)
+        return Response(200, body, {"Content-Type": _JSON})
+
+    @staticmethod
+    def _envelope(route: Route, rows: list[dict[str, Any]]) -> Any:
+        if route.kind == "stream":
+            return rows
+        if route.kind == "path":
+            return {"metadata": {"datasets": [route.dataset.code]}, "data": rows}
+        return {"data": rows}
+
+
+class AccessLog:
+    """JSON lines, one per request, appended with one write each so several processes can
+    share a file and tests can measure request rates across them."""
+
+    def __init__(self, path: Path) -> None:
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+
+    def write(self, method: str, target: str, status: int, duration_s: float) -> None:
+        parts = urlsplit(target)
+        now = dt.datetime.now(settlement.UTC)
+        line = {
+            "time": now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z",
+            "method": method,
+            "path": parts.path,
+            "query": parts.query,
+            "status": status,
+            "duration_ms": round(duration_s * 1000, 3),
+        }
+        os.write(self._fd, orjson.dumps(line) + b"\n")
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _SimulatorHTTPServer
+
+    def _serve(self) -> None:
+        started = time.monotonic()
+        length = int(self.headers.get("Content-Length") or 0)
+        if length:
+            self.rfile.read(length)  # drain a body we ignore, so keep-alive stays in sync
+        try:
+            response = self.server.app.handle(self.command, self.path)
+        except Exception:  # noqa: BLE001 - a simulator bug must still answer, as a real 500 would
+            traceback.print_exc()
+            response = problem(500, "An error occurred while processing your request.")
+        delay = response.delay_s + self.server.latency_s
+        if delay:
+            time.sleep(delay)
+        self.send_response(response.status)
+        for name, value in response.headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(response.body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(response.body)
+        if self.server.access_log:
+            self.server.access_log.write(
+                self.command, self.path, response.status, time.monotonic() - started
+            )
+
+    def __getattr__(self, name: str) -> Any:
+        # Every method reaches the app (which answers 405), not http.server's HTML 501.
+        if name.startswith("do_"):
+            return self._serve
+        raise AttributeError(name)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Silenced: the access log, when asked for, is the record of requests."""
+
+
+class _SimulatorHTTPServer(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+
+    def __init__(
+        self,
+        address: tuple[str, int],
+        app: SimulatorApp,
+        latency_s: float,
+        access_log: AccessLog | None,
+    ) -> None:
+        self.app = app
+        self.latency_s = latency_s
+        self.access_log = access_log
+        super().__init__(address, _Handler)
+
+
+class RunningSimulator:
+    """A simulator serving in a background thread; ``url`` is its base URL."""
+
+    def __init__(self, server: _SimulatorHTTPServer) -> None:
+        self._server = server
+        host, port = server.server_address[:2]
+        self.host, self.port = str(host), int(port)
+        self.url = f"http://{self.host}:{self.port}"
+        self._thread = threading.Thread(target=server.serve_forever, name="bmrs-sim", daemon=True)
+        self._thread.start()
+
+    @property
+    def app(self) -> SimulatorApp:
+        return self._server.app
+
+    def shutdown(self) -> None:
+        """Stop serving, close the socket and the access log."""
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join()
+        if self._server.access_log:
+            self._server.access_log.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.shutdown()
+
+
+def make_server(
+    host: str = "127.0.0.1",
+    port: int = 0,
+    seed: int = 0,
+    latency_ms: float = 0,
+    faults: FaultSpec | str | None = None,
+    scale: float = 1.0,
+    access_log: str | Path | None = None,
+    clock: Clock | None = None,
+) -> _SimulatorHTTPServer:
+    """A bound, not yet serving simulator (port 0 picks a free port)."""
+    spec = faults if isinstance(faults, FaultSpec) else parse_faults(faults)
+    app = SimulatorApp(seed=seed, faults=spec, scale=scale, clock=clock)
+    log = AccessLog(Path(access_log)) if access_log else None
+    return _SimulatorHTTPServer((host, port), app, latency_ms / 1000, log)
+
+
+def start_simulator(
+    host: str = "127.0.0.1",
+    port: int = 0,
+    seed: int = 0,
+    latency_ms: float = 0,
+    faults: FaultSpec | str | None = None,
+    scale: float = 1.0,
+    access_log: str | Path | None = None,
+    clock: Clock | None = None,
+) -> RunningSimulator:
+    """Serve the simulator in a background thread; call ``.shutdown()`` (or use ``with``).
+
+    ``faults`` is a spec string or a :class:`FaultSpec`; ``clock`` replaces the wall clock
+    (what "now" is, so tests can see a partial day); ``port=0`` picks a free port.
+    """
+    return RunningSimulator(
+        make_server(host, port, seed, latency_ms, faults, scale, access_log, clock)
+    )

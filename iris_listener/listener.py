@@ -124,8 +124,8 @@ class Listener:
         received: Counter[str] = Counter()
         for delivery in deliveries:
             self.accept(delivery, received)
-        self._heartbeat(received)
         self.flush()
+        self._heartbeat(received)
         self._log_counts()
 
     def accept(self, delivery: Delivery, received: Counter[str]) -> None:

@@ -11,11 +11,15 @@ import signal
 import threading
 from types import FrameType
 
+import redis
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.retry import Retry
+
 from iris_listener.folder import FolderSource
 from iris_listener.handoff import CeleryHandOff
 from iris_listener.listener import Listener, Source
 from iris_listener.servicebus import ServiceBusSource, client_factory, servicebus_configured
-from worker.broker import redis_client
+from worker.broker import broker_url
 from worker.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -33,7 +37,15 @@ def listener_from_settings(settings: Settings, source: Source, *, log_every_s: f
     """A listener handing off to the cluster's ``iris`` queue through the settings' broker."""
     from worker.celery_app import app  # imported late: it reads the settings at import
 
-    client = redis_client(settings)
+    # Fail a hand-off within seconds when Redis is down, so the batch is abandoned (and IRIS
+    # redelivers it) rather than held while the worker-side client rides out the outage.
+    client = redis.Redis.from_url(
+        broker_url(settings),
+        socket_connect_timeout=2,
+        socket_timeout=10,
+        retry=Retry(ExponentialWithJitterBackoff(base=0.2, cap=1.0), 2),
+        retry_on_error=[redis.ConnectionError, redis.TimeoutError],
+    )
     return Listener(
         source,
         CeleryHandOff(client, app),

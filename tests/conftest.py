@@ -3,4 +3,5 @@
 pytest_plugins = [
     "tests.support.env",
     "tests.support.redis",
+    "tests.support.iris",
 ]

@@ -13,7 +13,6 @@ import orjson
 from worker.cli.app import UserError, datasets_option, main
 from worker.logs import configure as configure_logs
 from worker.settings import get_settings
-from worker.sim.iris import DEFAULT_DATASETS
 
 
 @main.command("listen")
@@ -57,15 +56,16 @@ def listen_command(source: str, log_every: float) -> None:
               help="Probability a message is poison (not JSON, unknown dataset, bad rows).")
 @click.option("--dup", type=click.FloatRange(0, 1), default=0.0, show_default=True,
               help="Probability a message is sent again (as a redelivery or a duplicate).")
-@click.option("--datasets", default=",".join(DEFAULT_DATASETS), show_default=True,
-              help="Comma-separated datasets the feed carries.")
+@click.option("--datasets", default=None,
+              help="Comma-separated datasets the feed carries [default: FUELINST,FREQ,BOALF,PN,MELS,MID].")
 def sim_iris_command(
-    out: Path, rate: float, seed: int, duration: float | None, poison: float, dup: float, datasets: str
+    out: Path, rate: float, seed: int, duration: float | None, poison: float, dup: float,
+    datasets: str | None,
 ) -> None:
     """Emit simulated IRIS messages into a folder, in the official client's layout."""
-    from worker.sim.iris import IrisFeed, run_feed
+    from worker.sim.iris import DEFAULT_DATASETS, IrisFeed, run_feed
 
-    codes = tuple(d.code for d in datasets_option((datasets,)))
+    codes = tuple(d.code for d in datasets_option((datasets,))) if datasets else DEFAULT_DATASETS
     feed = IrisFeed(out, seed=seed, datasets=codes, poison=poison, dup=dup)
     stop = threading.Event()
 

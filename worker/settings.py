@@ -59,6 +59,52 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
     # The Celery cluster (worker/celery_app.py, beat/): timings, retries and the schedule.
+    datasets: str = Field(
+        "", description="Datasets polled, swept and checked, comma-separated (default: all)"
+    )
+    visibility_timeout_s: float = Field(
+        3600.0, gt=0, description="Seconds before a task a lost worker held is redelivered"
+    )
+    restore_interval_s: float = Field(
+        10.0, gt=0, description="How often workers look for such tasks to redeliver"
+    )
+    task_soft_time_limit_s: float = Field(
+        1500.0, gt=0, description="Seconds after which a task is asked to stop (and retried)"
+    )
+    task_time_limit_s: float = Field(
+        1800.0, gt=0, description="Seconds after which a task's process is killed"
+    )
+    max_tasks_per_child: int = Field(
+        100, ge=1, description="Tasks a worker process runs before it is replaced"
+    )
+    worker_concurrency: int | None = Field(
+        None, ge=1, description="Processes per worker (default: the CPU count)"
+    )
+    task_max_retries: int = Field(
+        5, ge=0, description="Retries of a chunk after a transient error, then recorded failed"
+    )
+    retry_backoff_s: float = Field(30.0, gt=0, description="First retry delay of a chunk (doubles)")
+    retry_backoff_max_s: float = Field(600.0, gt=0, description="Longest retry delay of a chunk")
+    realtime_poll_s: float = Field(
+        300.0, ge=0, description="Seconds between polls of each realtime dataset (0: off)"
+    )
+    sweep_cron: str = Field(
+        "30 4 * * *", description="When the daily gap sweep runs (crontab, London time)"
+    )
+    sweep_lookback_days: int = Field(7, ge=1, description="Days the gap sweep looks back")
+    freshness_check_s: float = Field(
+        300.0, ge=0, description="Seconds between freshness checks (0: off)"
+    )
+    dashboard_refresh_s: float = Field(
+        300.0, ge=0, description="Seconds between dashboard refreshes (0: off)"
+    )
+    beat_schedule_file: Path | None = Field(
+        None, description="TOML file that changes, removes or adds beat schedule entries"
+    )
+    beat_lock_ttl_s: float = Field(
+        30.0, gt=0, description="Lease of the one running beat, renewed every third of it"
+    )
+    # The Celery cluster (worker/celery_app.py, beat/): timings, retries and the schedule.
     datasets: str = Field("", description="Datasets the cluster polls, sweeps and checks (default all)")
     visibility_timeout_s: float = Field(
         3600.0, gt=0, description="Seconds before a task a lost worker held is redelivered"

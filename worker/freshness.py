@@ -1,0 +1,165 @@
+"""How old each dataset's newest row is, and the alert when it is older than it should be.
+
+The newest row is looked for in the last few stored days (never a scan of all history). A
+realtime dataset is polled every few minutes, so its catalog ``freshness`` is the threshold; a
+dataset only the daily sweep refreshes cannot be fresher than a day, so a day is added to its
+threshold. An alert is raised once when a dataset goes stale and once when it recovers (the
+state lives in Redis, so it holds across beat restarts and workers), logged and posted to
+``BMRS_ALERT_WEBHOOK`` (Slack-compatible JSON) when that is set.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+from typing import Any
+
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+import redis
+import requests
+
+from worker.broker import KEY_PREFIX
+from worker.catalog import Dataset
+from worker.settlement import PERIOD, current_settlement_day, day_window_utc
+from worker.sinks.base import Sink
+
+log = logging.getLogger(__name__)
+
+STATE_KEY = KEY_PREFIX + "freshness"
+# Days searched backwards from today for the newest row.
+SEARCH_DAYS = 3
+SWEEP_CADENCE = dt.timedelta(days=1)
+
+
+@dataclasses.dataclass
+class Freshness:
+    """One dataset's age against its threshold; :meth:`to_json` is part of ``bmrs status``."""
+
+    dataset: str
+    newest_utc: dt.datetime | None
+    threshold: dt.timedelta
+    checked_utc: dt.datetime
+
+    @property
+    def age(self) -> dt.timedelta | None:
+        return None if self.newest_utc is None else self.checked_utc - self.newest_utc
+
+    @property
+    def stale(self) -> bool:
+        return self.age is None or self.age > self.threshold
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "dataset": self.dataset,
+            "newest_utc": _iso(self.newest_utc),
+            "age_s": None if self.age is None else round(self.age.total_seconds()),
+            "threshold_s": round(self.threshold.total_seconds()),
+            "stale": self.stale,
+        }
+
+
+def _iso(instant: dt.datetime | None) -> str | None:
+    return instant.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if instant else None
+
+
+def threshold(dataset: Dataset) -> dt.timedelta:
+    return dataset.freshness if dataset.realtime else dataset.freshness + SWEEP_CADENCE
+
+
+def newest_instant(dataset: Dataset, table: pa.Table, day: dt.date) -> dt.datetime | None:
+    """The latest instant a day's rows describe: the time field, else the last period's start."""
+    if table.num_rows == 0:
+        return None
+    if dataset.time_field:
+        value = pc.max(table.column(dataset.time_field)).as_py()
+        return value.astimezone(dt.UTC) if value else None
+    if dataset.period_field:
+        period = pc.max(table.column(dataset.period_field)).as_py()
+        if period:
+            return day_window_utc(day)[0] + (int(period) - 1) * PERIOD
+    return day_window_utc(day)[0]
+
+
+def newest_row(sink: Sink, dataset: Dataset, today: dt.date) -> dt.datetime | None:
+    """Newest row instant within the last :data:`SEARCH_DAYS` stored days."""
+    newest: dt.datetime | None = None
+    for back in range(SEARCH_DAYS):
+        day = today - dt.timedelta(days=back)
+        table = sink.read_day(dataset, day)
+        if table is not None:
+            instant = newest_instant(dataset, table, day)
+            if instant and (newest is None or instant > newest):
+                newest = instant
+        if newest is not None and back >= 1:
+            break  # a later day's rows are always newer than an earlier day's
+    return newest
+
+
+def assess(sink: Sink, datasets: list[Dataset], now: dt.datetime | None = None) -> list[Freshness]:
+    now = now or dt.datetime.now(dt.UTC)
+    today = current_settlement_day(now)
+    return [Freshness(d.code, newest_row(sink, d, today), threshold(d), now) for d in datasets]
+
+
+def record_and_alert(
+    client: redis.Redis, results: list[Freshness], webhook: str | None = None
+) -> list[str]:
+    """Store each dataset's state; alert on every change between fresh and stale.
+
+    Returns the alert messages sent this time (empty when nothing changed).
+    """
+    previous = {k.decode(): orjson.loads(v) for k, v in client.hgetall(STATE_KEY).items()}
+    alerts: list[str] = []
+    for result in results:
+        was_stale = previous.get(result.dataset, {}).get("stale", False)
+        if result.stale and not was_stale:
+            age = (
+                f"{result.age.total_seconds() / 60:.0f} min old"
+                if result.age
+                else "no rows in the last 3 days"
+            )
+            message = (
+                f"{result.dataset} is stale: newest row {age} "
+                f"(threshold {result.threshold.total_seconds() / 60:.0f} min); "
+                "check `bmrs status` and `bmrs gaps`"
+            )
+            log.warning(message, extra={"dataset": result.dataset})
+            alerts.append(message)
+        elif was_stale and not result.stale:
+            message = f"{result.dataset} is fresh again: newest row {result.age.total_seconds() / 60:.0f} min old"  # type: ignore[union-attr]
+            log.info(message, extra={"dataset": result.dataset})
+            alerts.append(message)
+    if results:
+        client.hset(
+            STATE_KEY,
+            mapping={
+                r.dataset: orjson.dumps({**r.to_json(), "checked_utc": _iso(r.checked_utc)})
+                for r in results
+            },
+        )
+    if webhook and alerts:
+        post_alert(webhook, alerts)
+    return alerts
+
+
+def stored_states(client: redis.Redis) -> dict[str, dict[str, Any]]:
+    """The last check's state per dataset, as :func:`record_and_alert` stored it."""
+    return {k.decode(): orjson.loads(v) for k, v in client.hgetall(STATE_KEY).items()}
+
+
+def post_alert(webhook: str, messages: list[str]) -> None:
+    """One Slack-compatible post; a failure is logged, never raised (the check goes on)."""
+    try:
+        response = requests.post(webhook, json={"text": "\n".join(messages)}, timeout=10)
+        response.raise_for_status()
+    except requests.RequestException as exc:
+        # The URL carries the webhook's secret: name only the error class and status.
+        status = getattr(getattr(exc, "response", None), "status_code", None)
+        log.warning(
+            "freshness alert not delivered to BMRS_ALERT_WEBHOOK: %s%s",
+            type(exc).__name__,
+            f" (HTTP {status})" if status else "",
+        )

@@ -1,0 +1,104 @@
+"""Which dataset-days need (re)fetching: the refresh policy behind the sweep and ``gaps --fill``.
+
+A day needs a fetch when it is missing, partial, failed, empty where the dataset is dense, or
+*stale*: complete, but last fetched before its revision window closed. Elexon keeps revising
+some data after the day (settlement re-runs system prices for weeks; late BOALF rows arrive),
+so each catalog entry says for how many days (``revision_days``); until a fetch happens after
+that window, the day is fetched again on every sweep, and then it has settled.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+
+from worker import catalog
+from worker.catalog import Dataset
+from worker.coverage import Coverage
+from worker.settings import Settings
+from worker.settlement import day_window_utc
+from worker.sinks.base import Sink
+
+
+@dataclasses.dataclass(frozen=True)
+class DueChunk:
+    """A dataset-day to fetch, and why."""
+
+    dataset: Dataset
+    day: dt.date
+    reason: str
+
+
+def configured_datasets(settings: Settings) -> list[Dataset]:
+    """The datasets this cluster keeps (``BMRS_DATASETS``, default every catalog dataset)."""
+    if not settings.datasets.strip():
+        return list(catalog.DATASETS)
+    return catalog.parse_codes(settings.datasets)
+
+
+def settles_at(dataset: Dataset, day: dt.date) -> dt.datetime:
+    """The instant after which a day's data no longer changes: its end plus the revision days."""
+    return day_window_utc(day)[1] + dt.timedelta(days=dataset.revision_days)
+
+
+def refetch_reason(dataset: Dataset, coverage: Coverage) -> str | None:
+    """Why this day should be fetched again, or None if it holds what it will ever hold."""
+    if coverage.status in ("missing", "partial", "failed"):
+        return f"{coverage.status}" + (f": {coverage.reason}" if coverage.reason else "")
+    if coverage.status == "empty" and dataset.dense:
+        return "empty"
+    settled = settles_at(dataset, coverage.date)
+    if coverage.fetched_utc is None or coverage.fetched_utc < settled:
+        fetched = (
+            coverage.fetched_utc.strftime("%Y-%m-%d %H:%MZ") if coverage.fetched_utc else "never"
+        )
+        return f"stale: fetched {fetched}, before revisions end {settled:%Y-%m-%d %H:%MZ}"
+    return None
+
+
+def sweep_window(
+    dataset: Dataset, today: dt.date, lookback_days: int
+) -> tuple[dt.date, dt.date] | None:
+    """Days the sweep checks: back far enough to see every unsettled day, up to yesterday.
+
+    Today belongs to the realtime poll (it is partial until it ends).
+    """
+    lookback = max(lookback_days, dataset.revision_days + 1)
+    first = max(dataset.earliest, today - dt.timedelta(days=lookback))
+    last = today - dt.timedelta(days=1)
+    return (first, last) if first <= last else None
+
+
+def due_chunks(
+    sink: Sink,
+    datasets: list[Dataset],
+    start: dt.date,
+    end: dt.date,
+    *,
+    include_stale: bool = True,
+) -> list[DueChunk]:
+    """Every dataset-day from start to end that needs a fetch, oldest first."""
+    due: list[DueChunk] = []
+    for dataset in datasets:
+        first = max(start, dataset.earliest)
+        if first > end:
+            continue
+        for coverage in sink.coverage_range(dataset, first, end):
+            reason = refetch_reason(dataset, coverage)
+            if reason and (include_stale or not reason.startswith("stale")):
+                due.append(DueChunk(dataset, coverage.date, reason))
+    due.sort(key=lambda chunk: (chunk.day, chunk.dataset.code))
+    return due
+
+
+def sweep(
+    sink: Sink, datasets: list[Dataset], today: dt.date, lookback_days: int
+) -> list[DueChunk]:
+    """What the daily sweep enqueues: each dataset's due days within its sweep window."""
+    due: list[DueChunk] = []
+    for dataset in datasets:
+        window = sweep_window(dataset, today, lookback_days)
+        if window:
+            due += due_chunks(sink, [dataset], *window)
+    due.sort(key=lambda chunk: (chunk.day, chunk.dataset.code))
+    return due

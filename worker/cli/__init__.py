@@ -14,6 +14,7 @@ _COMMAND_MODULES = (
     "worker.cli.data_commands",
     "worker.sim.cli",
     "worker.cli.iris_commands",
+    "worker.cli.cluster_commands",
 )
 
 for _module in _COMMAND_MODULES:

@@ -217,10 +217,16 @@ def _plain(value: Any) -> Any:
 @click.option("--end", required=True, help="Last day (inclusive).")
 @click.option("--dataset", "codes", multiple=True, help="Dataset(s); default all.")
 @click.option("--json", "as_json", is_flag=True)
-def gaps_command(start: str, end: str, codes: tuple[str, ...], as_json: bool) -> None:
+@click.option("--fill", is_flag=True, help="Enqueue the missing, partial and failed days on the cluster.")
+def gaps_command(start: str, end: str, codes: tuple[str, ...], as_json: bool, fill: bool) -> None:
     """Coverage of every dataset-day in a range, never-attempted days included."""
     first, last = date_range(None, start, end)
     chosen = datasets_option(codes) if codes else list(catalog.DATASETS)
+    if fill:
+        from worker.cli.cluster_commands import fill_gaps
+
+        fill_gaps(chosen, first, last)
+        return
     sink = open_sink(get_settings())
     entries = [cov for d in chosen for cov in sink.coverage_range(d, first, last)]
     if as_json:

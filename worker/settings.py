@@ -30,9 +30,12 @@ class Settings(BaseSettings):
     broker_url: str | None = Field(None, description="Redis URL of the Celery broker")
     elexon_base_url: str = Field(DEFAULT_ELEXON_BASE_URL, description="Elexon Insights API root")
     sink: Literal["local", "bigquery"] = Field("local", description="Where chunks are loaded")
-    bq_project: str | None = None
-    bq_dataset: str | None = None
-    bq_location: str | None = None
+    bq_project: str | None = Field(None, description="Google Cloud project of the BigQuery sink")
+    bq_dataset: str | None = Field(None, description="BigQuery dataset holding the tables and views")
+    bq_location: str | None = Field(None, description="BigQuery location of that dataset, e.g. EU")
+    bq_api_endpoint: str | None = Field(
+        None, description="BigQuery API root of an emulator (anonymous credentials); unset: Google"
+    )
     rate_per_s: float = Field(10.0, gt=0, description="Shared Elexon request budget (req/s)")
     rate_burst: int = Field(10, ge=1, description="Requests allowed in one burst")
     http_timeout_s: float = Field(60.0, gt=0, description="Timeout of one API request")
@@ -104,26 +107,6 @@ class Settings(BaseSettings):
     beat_lock_ttl_s: float = Field(
         30.0, gt=0, description="Lease of the one running beat, renewed every third of it"
     )
-    # The Celery cluster (worker/celery_app.py, beat/): timings, retries and the schedule.
-    datasets: str = Field("", description="Datasets the cluster polls, sweeps and checks (default all)")
-    visibility_timeout_s: float = Field(
-        3600.0, gt=0, description="Seconds before a task a lost worker held is redelivered"
-    )
-    restore_interval_s: float = Field(10.0, gt=0, description="How often workers look for such tasks")
-    task_soft_time_limit_s: float = Field(1500.0, gt=0, description="A chunk is asked to stop after this")
-    task_time_limit_s: float = Field(1800.0, gt=0, description="A chunk's process is killed after this")
-    max_tasks_per_child: int = Field(100, ge=1, description="Tasks before a worker process is renewed")
-    worker_concurrency: int | None = Field(None, ge=1, description="Processes per worker (default: CPUs)")
-    task_max_retries: int = Field(5, ge=0, description="Retries of a chunk after a transient error")
-    retry_backoff_s: float = Field(30.0, gt=0, description="First retry delay of a chunk (doubles)")
-    retry_backoff_max_s: float = Field(600.0, gt=0, description="Longest retry delay of a chunk")
-    realtime_poll_s: float = Field(300.0, ge=0, description="Poll interval of realtime datasets (0: off)")
-    sweep_cron: str = Field("30 4 * * *", description="When the gap sweep runs (crontab, London time)")
-    sweep_lookback_days: int = Field(7, ge=1, description="Days the gap sweep looks back")
-    freshness_check_s: float = Field(300.0, ge=0, description="Freshness check interval (0: off)")
-    dashboard_refresh_s: float = Field(300.0, ge=0, description="Dashboard refresh interval (0: off)")
-    beat_schedule_file: Path | None = Field(None, description="TOML file adding to or overriding the schedule")
-    beat_lock_ttl_s: float = Field(30.0, gt=0, description="Lease of the one running beat, renewed at a third")
     flower_basic_auth: SecretStr | None = Field(
         None, validation_alias="FLOWER_BASIC_AUTH", description="user:password for Flower"
     )

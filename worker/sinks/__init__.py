@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from worker.settings import Settings
-from worker.sinks.base import LoadResult, Sink
+from worker.sinks.base import LoadResult, QueryError, Sink, SinkConfigError
 
-__all__ = ["LoadResult", "Sink", "open_sink"]
+__all__ = ["LoadResult", "QueryError", "Sink", "SinkConfigError", "open_sink"]
 
 
 def open_sink(settings: Settings) -> Sink:
@@ -14,4 +14,9 @@ def open_sink(settings: Settings) -> Sink:
         from worker.sinks.local import LocalWarehouse
 
         return LocalWarehouse(settings.data_dir)
-    raise ValueError(f"BMRS_SINK={settings.sink!r} is not available in this build")
+    if settings.sink == "bigquery":
+        # Imported here: google-cloud-bigquery is only loaded by processes that use it.
+        from worker.sinks.bigquery import open_bigquery
+
+        return open_bigquery(settings)
+    raise SinkConfigError(f"BMRS_SINK={settings.sink!r} is not available in this build")

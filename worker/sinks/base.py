@@ -29,6 +29,14 @@ class LoadResult:
     new_rows: int
 
 
+class SinkConfigError(ValueError):
+    """The sink's settings are missing or wrong: names the setting and what to do (start-up)."""
+
+
+class QueryError(RuntimeError):
+    """The warehouse refused a query; carries the engine's own message."""
+
+
 class Sink(abc.ABC):
     """A warehouse of dataset-day partitions with coverage records."""
 

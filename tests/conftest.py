@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.support.env",
     "tests.support.redis",
     "tests.support.iris",
+    "tests.support.fake_sheets",
 ]

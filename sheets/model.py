@@ -24,6 +24,7 @@ from typing import Literal
 
 from sheets.queries import HEALTH_DAYS, MID_PROVIDER, OUTAGE_MIN_MW, OUTAGE_ROWS, Snapshot
 from worker import catalog
+from worker.freshness import SEARCH_DAYS
 from worker.settlement import LONDON, period_of, period_start, periods_in_day
 
 Value = float | int | str | dt.datetime | dt.date | None
@@ -349,9 +350,10 @@ def staleness_warnings(snapshot: Snapshot) -> list[str]:
     """Why the realtime or IRIS data behind the dashboard cannot be trusted as current."""
     warnings: list[str] = []
     for code in REALTIME_FEEDS:
-        newest = snapshot.newest.get(code)
+        known = snapshot.freshness.get(code)
+        newest = known.newest_utc if known else None
         if newest is None:
-            warnings.append(f"No {code} data in the last {HEALTH_DAYS + 1} days")
+            warnings.append(f"No {code} data in the last {SEARCH_DAYS} days")
         elif snapshot.now - newest > STALE_AFTER:
             warnings.append(
                 f"{code} data is {age_text(snapshot.now - newest)} old "
@@ -681,6 +683,7 @@ def _health_tab(snapshot: Snapshot) -> Tab:
     headers = ("Dataset", "Newest row (Europe/London)", "Age", "Freshness",
                f"Complete days (last {HEALTH_DAYS})", "Periods present", "Gaps (days)",
                "Failed chunks", "Duplicates dropped", "IRIS last message", "Description")
+    datasets = [catalog.get(code) for code in snapshot.coverage]
     tab = Tab(HEALTH, rows=len(catalog.DATASETS) + 4, cols=len(headers),
               col_widths=(11, 17, 11, 10, 11, 11, 9, 9, 11, 17, 56), freeze_rows=3)
     days = next(iter(snapshot.coverage.values()), [])
@@ -689,18 +692,17 @@ def _health_tab(snapshot: Snapshot) -> Tab:
     tab.put(1, 0, Cell(f"Coverage over the settled days {window}; freshness at "
                        f"{london(snapshot.now):%Y-%m-%d %H:%M}", "muted"))
     tab.put_row(2, [Cell(h, "heading") for h in headers])
-    for offset, dataset in enumerate(catalog.DATASETS):
-        newest = snapshot.newest.get(dataset.code)
+    for offset, dataset in enumerate(datasets):
+        known = snapshot.freshness[dataset.code]
         records = snapshot.coverage.get(dataset.code, [])
-        if newest is None:
-            fresh = [missing(f"no {dataset.code} rows since {days[0].date if days else '?'}",
+        if known.newest_utc is None:
+            fresh = [missing(f"no {dataset.code} rows in the last {SEARCH_DAYS} days",
                              "datetime"), Cell(None), Cell("no data", "warning")]
         else:
-            age = snapshot.now - newest
-            stale = age > dataset.freshness
-            fresh = [Cell(london(newest), "datetime"), Cell(age_text(age)),
-                     Cell("stale" if stale else "ok", "warning" if stale else "ok",
-                          note=f"stale after {age_text(dataset.freshness)}")]
+            fresh = [Cell(london(known.newest_utc), "datetime"),
+                     Cell(age_text(snapshot.now - known.newest_utc)),
+                     Cell("stale" if known.stale else "ok", "warning" if known.stale else "ok",
+                          note=f"stale after {age_text(known.threshold)}")]
         complete = [c for c in records if c.status == "complete"]
         gaps = [c for c in records if c.status in ("missing", "partial", "empty")]
         failed = [c for c in records if c.status == "failed"]

@@ -14,14 +14,16 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pyarrow as pa
+import redis
 
-from worker import catalog
+from worker import catalog, freshness
 from worker.coverage import Coverage
-from worker.settlement import UTC, period_of, period_start, periods_in_day
+from worker.freshness import Freshness
+from worker.settlement import UTC, period_of, periods_in_day
 from worker.sinks.base import Sink
 from worker.sinks.sql_dialect import date_literal, timestamp_literal
 
@@ -49,7 +51,7 @@ class Snapshot:
     acceptances: list[Row]  # BOALF segments of the settled day
     adjustments: list[Row]  # DISBSAD actions of the settled day: cost, volume
     outages: list[Row]  # active REMIT notices over 50 MW, latest revision, largest first
-    newest: dict[str, dt.datetime | None]  # per dataset code: time of its newest row
+    freshness: dict[str, Freshness]  # per dataset code: its newest row, as `bmrs status` sees it
     coverage: dict[str, list[Coverage]]  # per dataset code: the 7 settled days before today
     remit_coverage: list[Coverage]  # REMIT's trust span (outages need its history)
     iris_last_message: dict[str, dt.datetime]  # per dataset code, from the IRIS listener
@@ -77,8 +79,12 @@ def gather(
     *,
     remit_span_days: int = 90,
     iris_last_message: Mapping[str, dt.datetime] | None = None,
+    datasets: Sequence[catalog.Dataset] = catalog.DATASETS,
 ) -> Snapshot:
-    """Run the dashboard's queries against a sink, as of ``now`` (an aware instant)."""
+    """Run the dashboard's queries against a sink, as of ``now`` (an aware instant).
+
+    ``datasets`` are those the health tab reports on (the cluster's ``BMRS_DATASETS``).
+    """
     now = now.astimezone(UTC)
     window = window_periods(now)
     first, last = window[0][0], window[-1][0]
@@ -122,59 +128,34 @@ def gather(
               AND (eventEndTime IS NULL OR eventEndTime > {timestamp_literal(now)})
             ORDER BY unavailableCapacity DESC, mrid
             LIMIT {OUTAGE_ROWS}"""),
-        newest=newest_rows(sink, since=health_first, now=now),
+        freshness={f.dataset: f for f in freshness.assess(sink, list(datasets), now)},
         coverage={
             d.code: list(sink.coverage_range(d, health_first, health_last))
-            for d in catalog.DATASETS
+            for d in datasets
         },
         remit_coverage=list(
             sink.coverage_range(
                 catalog.get("REMIT"), today - dt.timedelta(days=remit_span_days - 1), today
             )
         ),
-        iris_last_message=dict(
-            iris_last_messages(sink) if iris_last_message is None else iris_last_message
-        ),
+        iris_last_message=dict(iris_last_message or {}),
     )
 
 
-def iris_last_messages(sink: Sink) -> dict[str, dt.datetime]:
-    """HOOK for the IRIS listener (issue 3): when each dataset last received an IRIS message.
+def iris_last_messages(client: redis.Redis | None) -> dict[str, dt.datetime]:
+    """When each dataset last received an IRIS message, from the listener's status in Redis.
 
-    The listener does not record its status yet, so there is none and the dashboard shows
-    'no IRIS data'; once it does, read it here (per dataset code, aware UTC instants).
+    Empty (the dashboard shows 'no IRIS data') without a Redis to ask, or before any message.
     """
-    return {}
+    if client is None:
+        return {}
+    from iris_listener.status import iris_status
 
-
-def newest_rows(sink: Sink, *, since: dt.date, now: dt.datetime) -> dict[str, dt.datetime | None]:
-    """Per dataset, the time of its newest row since a day (None: no row since then).
-
-    Datasets with a time field report its maximum (not after ``now``: forecasts and outage
-    profiles lie in the future); the others (DISBSAD, NETBSAD) the end of their newest
-    settlement period. Two queries in all, so a refresh stays cheap on BigQuery.
-    """
-    timed = [d for d in catalog.DATASETS if d.time_field]
-    by_period = [d for d in catalog.DATASETS if not d.time_field]
-    newest: dict[str, dt.datetime | None] = {d.code: None for d in catalog.DATASETS}
-    timed_sql = " UNION ALL ".join(
-        f"SELECT '{d.code}' AS dataset, MAX({d.time_field}) AS newest FROM {d.table}_latest "
-        f"WHERE _day >= {date_literal(since)} AND {d.time_field} <= {timestamp_literal(now)}"
-        for d in timed
-    )
-    for row in _rows(sink, timed_sql):
-        newest[row["dataset"]] = _aware(row["newest"])
-    period_sql = " UNION ALL ".join(
-        f"SELECT '{d.code}' AS dataset, settlementDate, MAX(settlementPeriod) AS period "
-        f"FROM {d.table}_latest WHERE _day = (SELECT MAX(_day) FROM {d.table}_latest "
-        f"WHERE _day >= {date_literal(since)} AND _day <= {date_literal(period_of(now)[0])}) "
-        "GROUP BY settlementDate"
-        for d in by_period
-    )
-    for row in _rows(sink, period_sql):
-        end = period_start(row["settlementDate"], row["period"]) + dt.timedelta(minutes=30)
-        newest[row["dataset"]] = min(end, now)
-    return newest
+    datasets = iris_status(client)["datasets"]
+    return {
+        code: _aware(dt.datetime.fromisoformat(status["last_message_utc"]))
+        for code, status in datasets.items()
+    }
 
 
 def _rows(sink: Sink, sql: str) -> list[Row]:

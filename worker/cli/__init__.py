@@ -15,6 +15,7 @@ _COMMAND_MODULES = (
     "worker.sim.cli",
     "worker.cli.iris_commands",
     "worker.cli.cluster_commands",
+    "worker.cli.dashboard_commands",
 )
 
 for _module in _COMMAND_MODULES:

@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.support.redis",
     "tests.support.iris",
     "tests.support.fake_sheets",
+    "tests.support.fake_bigquery",
 ]

@@ -280,6 +280,7 @@ class FakeBigQuery:
 
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body in separate writes
 
             def log_message(self, *args: Any) -> None:  # quiet
                 pass

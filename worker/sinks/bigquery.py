@@ -448,6 +448,7 @@ class BigQueryWarehouse(Sink):
 
     def read_day(self, dataset: Dataset, day: dt.date) -> pa.Table | None:
         """Only that partition, through tabledata.list (no query, no scan cost)."""
+        self.ensure(dataset)  # a column added since the table was made is readable
         source = f"{self.where.table_id(dataset.table + '_api')}${partition_id(day)}"
         fields = [bq_field(f) for f in dataset.storage_schema]
         try:

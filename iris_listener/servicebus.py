@@ -9,6 +9,7 @@ link can no longer be settled: IRIS redelivers them and storage loads them once.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import time
@@ -118,21 +119,31 @@ class ServiceBusSource:
         self.name = f"service bus queue {queue}"
         self.prefetch = prefetch
         self.max_lock_renewal_s = max_lock_renewal_s
-        self._client: ServiceBusClient | None = None
+        self._stack: contextlib.ExitStack | None = None
         self._receiver: ServiceBusReceiver | None = None
-        self._renewer: AutoLockRenewer | None = None
         self._failures = 0
 
     def _connect(self) -> ServiceBusReceiver:
+        """Open client, lock renewer and receiver (the SDK's own ``with`` protocol), once."""
         if self._receiver is None:
-            self._client = self.make_client()
-            self._renewer = AutoLockRenewer(max_lock_renewal_duration=self.max_lock_renewal_s)
-            self._receiver = self._client.get_queue_receiver(
-                self.queue,
-                receive_mode=ServiceBusReceiveMode.PEEK_LOCK,
-                prefetch_count=self.prefetch,
-                auto_lock_renewer=self._renewer,
-            )
+            stack = contextlib.ExitStack()
+            try:
+                client = stack.enter_context(self.make_client())
+                renewer = stack.enter_context(
+                    AutoLockRenewer(max_lock_renewal_duration=self.max_lock_renewal_s)
+                )
+                self._receiver = stack.enter_context(
+                    client.get_queue_receiver(
+                        self.queue,
+                        receive_mode=ServiceBusReceiveMode.PEEK_LOCK,
+                        prefetch_count=self.prefetch,
+                        auto_lock_renewer=renewer,
+                    )
+                )
+            except BaseException:
+                stack.close()
+                raise
+            self._stack = stack
         return self._receiver
 
     def receive(self, max_count: int, max_wait_s: float) -> list[Delivery]:
@@ -180,10 +191,9 @@ class ServiceBusSource:
         )
 
     def close(self) -> None:
-        for closing in (self._renewer, self._receiver, self._client):
-            if closing is not None:
-                try:
-                    closing.close()
-                except Exception as exc:  # closing a dead connection may fail; nothing to save
-                    log.debug("IRIS %s: close: %s", self.queue, exc)
-        self._renewer = self._receiver = self._client = None
+        stack, self._stack, self._receiver = self._stack, None, None
+        if stack is not None:
+            try:
+                stack.close()
+            except Exception as exc:  # closing a dead connection may fail; nothing to save
+                log.debug("IRIS %s: close: %s", self.queue, exc)

@@ -4,6 +4,7 @@ pytest_plugins = [
     "tests.support.env",
     "tests.support.redis",
     "tests.support.iris",
+    "tests.support.servicebus",
     "tests.support.fake_sheets",
     "tests.support.fake_bigquery",
 ]

@@ -24,6 +24,7 @@ from sheets.model import (
     build,
 )
 from sheets.queries import gather, window_periods
+from tests.support.fake_bigquery import DATASET, LOCATION, PROJECT, FakeBigQuery
 from worker import catalog
 from worker.client import ElexonClient
 from worker.coverage import judge
@@ -31,6 +32,8 @@ from worker.parse import parse_rows
 from worker.pipeline import ingest_chunk
 from worker.settlement import UTC, period_of
 from worker.sim.server import BASE_PATH
+from worker.sinks.base import Sink
+from worker.sinks.bigquery import BigQueryWarehouse, Location
 from worker.sinks.local import LocalWarehouse
 
 NOW = dt.datetime(2025, 11, 2, 18, 7, tzinfo=UTC)  # GMT: London time equals UTC
@@ -41,7 +44,7 @@ def ts(day: dt.date, hh: int, mm: int = 0) -> str:
     return dt.datetime.combine(day, dt.time(hh, mm), tzinfo=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def store(sink: LocalWarehouse, code: str, rows: list[dict[str, Any]],
+def store(sink: Sink, code: str, rows: list[dict[str, Any]],
           ingested: dt.datetime = NOW) -> None:
     """Load rows as the pipeline would: per dataset-day, under its lock, with coverage."""
     dataset = catalog.get(code)
@@ -71,13 +74,16 @@ def remit_row(mrid: str, revision: int, published: str, unavailable: float, *, s
             "assetId": f"T_{mrid}", "affectedUnit": mrid, "fuelType": "Nuclear",
             "normalCapacity": normal, "availableCapacity": normal - unavailable,
             "unavailableCapacity": unavailable, "eventStatus": status, "eventStartTime": start,
-            "eventEndTime": end, "cause": "Planned maintenance"}
+            "eventEndTime": end, "cause": "Planned maintenance", "outageProfile": []}
 
 
 @pytest.fixture
 def known_warehouse(data_dir: Path) -> LocalWarehouse:
     """A warehouse holding hand-made rows whose dashboard numbers are known in advance."""
-    sink = LocalWarehouse(data_dir)
+    return fill_known(LocalWarehouse(data_dir))
+
+
+def fill_known(sink: Sink) -> Sink:
     fuel: list[dict[str, Any]] = []
     # SP 36 (17:30-18:00): six 5-minute samples. WIND's mean is 1250 MW; their sum would be 7500.
     for i, wind in enumerate((1000, 1100, 1200, 1300, 1400, 1500)):
@@ -311,3 +317,28 @@ def test_simulated_warehouse_matches_the_raw_rows_and_shows_a_deleted_day_as_a_g
     health = row_of(gapped, HEALTH, "FUELINST")
     assert health[6].value == 7 and "2025-11-01: missing" in health[6].note
     assert row_of(dashboard, HEALTH, "FUELINST")[6].value == 6
+
+
+def test_bigquery_sink_gives_the_same_dashboard(
+    known_warehouse: LocalWarehouse, fake_bigquery: FakeBigQuery
+) -> None:
+    """The same rows in BigQuery (the real client against a local REST API that runs the
+    GoogleSQL it receives) give the same dashboard, cell for cell."""
+    remote = BigQueryWarehouse(fake_bigquery.client(), Location(PROJECT, DATASET, LOCATION),
+                               retry_initial_s=0.05)
+    remote.check_dataset()
+    fill_known(remote)
+    expected, got = build(gather(known_warehouse, NOW)), build(gather(remote, NOW))
+    assert [t.name for t in got.tabs] == [t.name for t in expected.tabs]
+    for mine, theirs in zip(expected.tabs, got.tabs, strict=True):
+        assert theirs.cells.keys() == mine.cells.keys(), mine.name
+        for key, cell in mine.cells.items():
+            other = theirs.cells[key]
+            if isinstance(cell.value, float):
+                assert other.value == pytest.approx(cell.value), (mine.name, key)
+            else:
+                assert other.value == cell.value, (mine.name, key)
+            assert (other.note, other.style, other.sparkline) == (cell.note, cell.style,
+                                                                  cell.sparkline)
+    queries = [r for r in fake_bigquery.requests if "queries" in r.path or "jobs" in r.path]
+    assert queries, "the dashboard's SQL went to the BigQuery API"

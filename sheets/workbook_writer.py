@@ -103,7 +103,8 @@ def _row_height(tab: Tab, col: int, cell: Cell) -> float:
     style = STYLES[cell.style]
     height = style.size * 1.5 if style.size and style.size > 11 else 0.0
     if style.wrap and isinstance(cell.value, str) and col < len(tab.col_widths):
-        lines = -(-len(cell.value) // max(1, tab.col_widths[col] - 1))
+        # Word wrapping leaves lines part-empty: allow a fifth more than the characters need.
+        lines = -(-len(cell.value) * 6 // (5 * max(1, tab.col_widths[col] - 1)))
         height = max(height, 15.0 * lines)
     return height
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import http.server
 import io
 import itertools
@@ -783,6 +784,7 @@ def _q(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+@functools.lru_cache(maxsize=4096)
 def _duckdb_sql(sql: str) -> str:
     try:
         return sqlglot.transpile(sql, read="bigquery", write="duckdb")[0]

@@ -6,5 +6,6 @@ pytest_plugins = [
     "tests.support.iris",
     "tests.support.servicebus",
     "tests.support.fake_sheets",
+    "tests.support.simulator",
     "tests.support.fake_bigquery",
 ]

@@ -295,7 +295,10 @@ class RunningSimulator:
         host, port = server.server_address[:2]
         self.host, self.port = str(host), int(port)
         self.url = f"http://{self.host}:{self.port}"
-        self._thread = threading.Thread(target=server.serve_forever, name="bmrs-sim", daemon=True)
+        # A short poll interval keeps shutdown() quick: tests start and stop many of these.
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="bmrs-sim", daemon=True
+        )
         self._thread.start()
 
     @property

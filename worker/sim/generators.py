@@ -89,14 +89,17 @@ class Generator:
         self.seed = seed
         self.scale = scale
         self.dataset = catalog.get(self.code)
+        self._cached_rows = functools.lru_cache(maxsize=4)(self._bucket_rows)
 
     def rows(self, start: dt.datetime) -> list[Row]:
-        """Rows whose time key falls in the half-hour bucket starting at ``start``."""
+        """Rows whose time key falls in the half-hour bucket starting at ``start``.
+
+        Callers must not modify them: the last few buckets are cached, because adjacent
+        inclusive windows (BOD's hourly requests) share their edge bucket.
+        """
         return self._cached_rows(start)
 
-    @functools.lru_cache(maxsize=8)  # noqa: B019 - generators live as long as the server
-    def _cached_rows(self, start: dt.datetime) -> list[Row]:
-        # Adjacent inclusive windows (BOD's hourly requests) share their edge bucket.
+    def _bucket_rows(self, start: dt.datetime) -> list[Row]:
         day, period = settlement.period_of(start)
         rng = random.Random(f"{self.seed}:{self.code}:{int(start.timestamp())}")
         return self.generate(Bucket(start, day, period, rng))

@@ -403,7 +403,9 @@ def test_unknown_parameter_names_are_ignored(sim: RunningSimulator) -> None:
     window = {"from": "2025-06-02T10:00Z", "to": "2025-06-02T10:30Z"}
     plain = get(sim.url, "/datasets/MID/stream", **window)
     extra = get(sim.url, "/datasets/MID/stream", **window, colour="blue", settlementDay="x")
-    assert plain.content == extra.content
+    # Names bind case-blind, as in the real (ASP.NET) API.
+    shouted = get(sim.url, "/datasets/MID/stream", FROM=window["from"], To=window["to"])
+    assert plain.content == extra.content == shouted.content
 
 
 def test_misspelt_optional_window_returns_todays_data_instead(simulator_factory: Start) -> None:
@@ -564,6 +566,9 @@ def test_poison_fails_every_request_touching_the_dataset_day(simulator_factory: 
     assert get(sim.url, "/balancing/settlement/system-prices/2025-06-03").status_code == 200
     assert fetch_day(sim.url, catalog.get("MID"), dt.date(2025, 6, 3))
     assert fetch_day(sim.url, catalog.get("FREQ"), DAY)
+    # The day before, asked up to and including the poisoned day's first instant, still works.
+    before = {"from": "2025-05-31T23:00Z", "to": "2025-06-01T23:00Z"}
+    assert get(sim.url, "/datasets/MID/stream", **before).status_code == 200
 
 
 def test_fault_draws_are_seeded_and_retries_draw_again(simulator_factory: Start) -> None:

@@ -56,11 +56,19 @@ class Query:
     period_upper: tuple[str, int] | None = None
     # Row field -> accepted values (as strings), from filters such as ``bmUnit``.
     row_filters: dict[str, set[str]] = dataclasses.field(default_factory=dict)
+    # Where a time window ends: a bucket starting exactly there meets the window in one
+    # instant only, e.g. next midnight for a day asked as from=00:00&to=24:00.
+    edge: dt.datetime | None = None
 
     @property
     def days(self) -> set[dt.date]:
-        """Dataset-days touched (the settlement day of each bucket)."""
-        return {settlement.local_date(start) for start in self.buckets}
+        """Dataset-days the request is about (for poisoning): each bucket's settlement day,
+        except a bucket that only touches the window's end instant."""
+        return {
+            settlement.local_date(start)
+            for start in self.buckets
+            if start != self.edge or len(self.buckets) == 1
+        }
 
     def select(self, generator: Generator) -> list[Row]:
         """The matching rows, in the real API's order for the dataset."""
@@ -106,6 +114,27 @@ class Query:
         return (self.period_lower is None or key >= self.period_lower) and (
             self.period_upper is None or key <= self.period_upper
         )
+
+
+# Every parameter name the simulator reads, to match names case-blind as ASP.NET binding does.
+KNOWN_PARAMS = {
+    name.lower(): name
+    for name in (
+        *(n for pair in catalog.WINDOW_PARAMS.values() for n in pair),
+        *ROW_FILTERS,
+        "settlementPeriodFrom",
+        "settlementPeriodTo",
+        "settlementDate",
+    )
+}
+
+
+def canonical(params: Params) -> Params:
+    """Parameters under their documented names; unknown names are kept (and so ignored)."""
+    named: Params = {}
+    for name, values in params.items():
+        named.setdefault(KNOWN_PARAMS.get(name.lower(), name), []).extend(values)
+    return named
 
 
 def first(params: Params, name: str) -> str | None:
@@ -222,6 +251,7 @@ def _covering(
     if query.upper is None or upper > now:
         query.upper = iso(now)
     upper = min(upper, now)
+    query.edge = upper
     start = bucket_floor(max(lower, settlement.day_window_utc(dataset.earliest)[0]))
     while start <= upper:
         query.buckets.append(start)

@@ -116,13 +116,14 @@ class SimulatorApp:
     def __init__(
         self,
         seed: int = 0,
-        faults: FaultSpec | None = None,
+        faults: FaultSpec | str | None = None,
         scale: float = 1.0,
         clock: Clock | None = None,
     ) -> None:
         self.seed = seed
         self.scale = scale
-        self.faults = FaultInjector(faults or FaultSpec(), seed)
+        spec = faults if isinstance(faults, FaultSpec) else parse_faults(faults)
+        self.faults = FaultInjector(spec, seed)
         self.generators: dict[str, Generator] = generators(seed, scale)
         self._exact, self._templates = _routes()
         self._clock = clock or (lambda: dt.datetime.now(settlement.UTC))
@@ -148,7 +149,8 @@ class SimulatorApp:
             response.headers["Allow"] = _ALLOWED
             return response
         draw = self.faults.draw(f"{method} {target}")
-        response = self._answer(route, parse_qs(parts.query, keep_blank_values=True), draw)
+        params = queries.canonical(parse_qs(parts.query, keep_blank_values=True))
+        response = self._answer(route, params, draw)
         if draw.slow:
             response.delay_s = self.faults.spec.slow_seconds
         return response
@@ -297,7 +299,10 @@ class RunningSimulator:
         self.url = f"http://{self.host}:{self.port}"
         # A short poll interval keeps shutdown() quick: tests start and stop many of these.
         self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="bmrs-sim", daemon=True
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="bmrs-sim",
+            daemon=True,
         )
         self._thread.start()
 
@@ -331,8 +336,7 @@ def make_server(
     clock: Clock | None = None,
 ) -> _SimulatorHTTPServer:
     """A bound, not yet serving simulator (port 0 picks a free port)."""
-    spec = faults if isinstance(faults, FaultSpec) else parse_faults(faults)
-    app = SimulatorApp(seed=seed, faults=spec, scale=scale, clock=clock)
+    app = SimulatorApp(seed=seed, faults=faults, scale=scale, clock=clock)
     log = AccessLog(Path(access_log)) if access_log else None
     return _SimulatorHTTPServer((host, port), app, latency_ms / 1000, log)
 

@@ -116,7 +116,9 @@ class Listener:
         except Exception as exc:  # the source reconnects on its next receive
             self._receive_failures += 1
             pause = min(60.0, 0.5 * 2 ** min(self._receive_failures, 7))
-            log.warning("IRIS receive from %s failed (%s); retrying in %.1fs", self.source.name, exc, pause)
+            log.warning(
+                "IRIS receive from %s failed (%s); retrying in %.1fs", self.source.name, exc, pause
+            )
             self._stop.wait(pause)
             deliveries = []
         else:
@@ -162,7 +164,10 @@ class Listener:
         except Exception as exc:  # any failure: give the messages back, never drop them
             log.error(
                 "%s: hand-off of %d IRIS messages failed, abandoning them for redelivery: %s",
-                batch.dataset.code, len(messages), exc, extra={"dataset": batch.dataset.code},
+                batch.dataset.code,
+                len(messages),
+                exc,
+                extra={"dataset": batch.dataset.code},
             )
             for delivery in batch.deliveries:
                 self._settle(self.source.abandon, delivery, "abandon")
@@ -172,11 +177,15 @@ class Listener:
         for delivery in batch.deliveries:
             self._settle(self.source.complete, delivery, "complete")
         self.totals["handed_off"] += len(messages)
-        log.debug("%s: handed off %d messages as task %s", batch.dataset.code, len(messages), task_id)
+        log.debug(
+            "%s: handed off %d messages as task %s", batch.dataset.code, len(messages), task_id
+        )
 
     def _dead_letter(self, delivery: Delivery, poison: PoisonMessage) -> None:
         log.warning(
-            "%s dead-lettered: %s", delivery.message.describe(), poison,
+            "%s dead-lettered: %s",
+            delivery.message.describe(),
+            poison,
             extra={"dataset": delivery.message.subject},
         )
         self._settle(
@@ -194,7 +203,9 @@ class Listener:
             self.totals["settle_failed"] += 1
             log.warning(
                 "could not %s %s (it will be redelivered, and loads once): %s",
-                what, delivery.message.describe(), exc,
+                what,
+                delivery.message.describe(),
+                exc,
             )
 
     def _time_to_next_flush(self) -> float:
@@ -219,9 +230,15 @@ class Listener:
         log.info(
             "IRIS counts: received %d, handed off %d, dead-lettered %d, abandoned %d "
             "(totals %d/%d/%d/%d), holding %d",
-            delta["received"], delta["handed_off"], delta["dead_lettered"], delta["abandoned"],
-            self.totals["received"], self.totals["handed_off"], self.totals["dead_lettered"],
-            self.totals["abandoned"], self.held,
+            delta["received"],
+            delta["handed_off"],
+            delta["dead_lettered"],
+            delta["abandoned"],
+            self.totals["received"],
+            self.totals["handed_off"],
+            self.totals["dead_lettered"],
+            self.totals["abandoned"],
+            self.held,
         )
         self._logged_totals = Counter(self.totals)
         self._last_log = time.monotonic()

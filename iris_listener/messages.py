@@ -67,7 +67,9 @@ def decode_rows(body: bytes | str) -> list[dict[str, Any]]:
     if isinstance(value, dict):
         value = [value]
     if not isinstance(value, list) or not all(isinstance(row, dict) for row in value):
-        raise PoisonMessage(NOT_ROWS, f"body is JSON but not an array of row objects: {value!r:.80}")
+        raise PoisonMessage(
+            NOT_ROWS, f"body is JSON but not an array of row objects: {value!r:.80}"
+        )
     return value
 
 

@@ -33,7 +33,9 @@ def source_from_settings(settings: Settings, *, folder: bool = False) -> Source:
     return FolderSource(settings.iris_inbox, done_retention_days=settings.iris_retention_days)
 
 
-def listener_from_settings(settings: Settings, source: Source, *, log_every_s: float = 60.0) -> Listener:
+def listener_from_settings(
+    settings: Settings, source: Source, *, log_every_s: float = 60.0
+) -> Listener:
     """A listener handing off to the cluster's ``iris`` queue through the settings' broker."""
     from worker.celery_app import app  # imported late: it reads the settings at import
 

@@ -51,7 +51,9 @@ def client_factory(settings: Settings) -> tuple[Callable[[], ServiceBusClient], 
     if settings.iris_connection_string is not None:
         conn = settings.iris_connection_string.get_secret_value()
         if not queue:
-            entity = [p.split("=", 1)[1] for p in conn.split(";") if p.lower().startswith("entitypath=")]
+            entity = [
+                p.split("=", 1)[1] for p in conn.split(";") if p.lower().startswith("entitypath=")
+            ]
             queue = entity[0] if entity else None
         if not queue:
             raise IrisConfigError("set BMRS_IRIS_QUEUE (or EntityPath in the connection string)")
@@ -64,7 +66,9 @@ def client_factory(settings: Settings) -> tuple[Callable[[], ServiceBusClient], 
     }
     missing = [name for name, value in needed.items() if not value]
     if missing:
-        raise IrisConfigError(f"IRIS over Service Bus needs {', '.join(missing)} (or _FILE) to be set")
+        raise IrisConfigError(
+            f"IRIS over Service Bus needs {', '.join(missing)} (or _FILE) to be set"
+        )
     from azure.identity import ClientSecretCredential
 
     credential = ClientSecretCredential(
@@ -155,7 +159,9 @@ class ServiceBusSource:
         except ServiceBusError as exc:
             self._failures += 1
             pause = min(BACKOFF_MAX_S, 2 ** min(self._failures, 6)) * random.uniform(0.5, 1.0)
-            log.warning("IRIS %s: connection failed (%s); reconnecting in %.1fs", self.queue, exc, pause)
+            log.warning(
+                "IRIS %s: connection failed (%s); reconnecting in %.1fs", self.queue, exc, pause
+            )
             self.close()
             time.sleep(pause)
             return []

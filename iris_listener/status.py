@@ -40,7 +40,9 @@ def record_received(client: redis.Redis, received: Counter[str], now: dt.datetim
     pipe.execute()
 
 
-def heartbeat(client: redis.Redis, source: str, totals: dict[str, int], started: dt.datetime) -> None:
+def heartbeat(
+    client: redis.Redis, source: str, totals: dict[str, int], started: dt.datetime
+) -> None:
     """Say the listener is alive (expires if it stops beating), with its running totals."""
     fields: dict[str, Any] = {
         "source": source,
@@ -88,5 +90,5 @@ def silence_alert(client: redis.Redis, now: dt.datetime | None = None) -> str | 
     return (
         f"IRIS silent for {int(silent.total_seconds() // 60)} minutes (last message "
         f"{max(stamps).isoformat() if stamps else 'never'}, listener source "
-        f"{listener.get(b'source', b'?').decode()}): check the listener log and the IRIS credentials"
+        f"{listener.get(b'source', b'?').decode()}): check the listener log and IRIS credentials"
     )

@@ -39,7 +39,9 @@ class StoredBatch:
         return dataclasses.asdict(self)
 
 
-def store_batch(sink: Sink, client: redis.Redis, dataset: Dataset, body_keys: list[str]) -> StoredBatch:
+def store_batch(
+    sink: Sink, client: redis.Redis, dataset: Dataset, body_keys: list[str]
+) -> StoredBatch:
     """Load one hand-off batch of a dataset's IRIS bodies into stream storage."""
     bodies = get_bodies(client, body_keys, context=f"{dataset.code} IRIS batch")
     rows = [row for body in bodies for row in decode_rows(body)]
@@ -52,7 +54,11 @@ def store_batch(sink: Sink, client: redis.Redis, dataset: Dataset, body_keys: li
     release_bodies(client, body_keys)
     log.info(
         "%s IRIS batch: %d messages, %d rows over %d days (%d new batch files)",
-        dataset.code, len(body_keys), table.num_rows, len(days), sum(days.values()),
+        dataset.code,
+        len(body_keys),
+        table.num_rows,
+        len(days),
+        sum(days.values()),
         extra={"dataset": dataset.code},
     )
     return StoredBatch(

@@ -13,6 +13,7 @@ import signal
 from collections import Counter
 from pathlib import Path
 
+import duckdb
 import orjson
 import pytest
 
@@ -39,12 +40,10 @@ def expected_hashes(sent: list[SentMessage], bodies: dict[str, bytes]) -> dict[s
 
 
 def emit(feed: IrisFeed, count: int) -> dict[str, bytes]:
-    """Write ``count`` messages; returns each message id's body (read before anyone moves it)."""
-    bodies = {}
+    """Write ``count`` messages; returns the body of every message the feed wrote so far."""
     for _ in range(count):
-        for message in feed.next_message():
-            bodies[message.message_id] = message.path.read_bytes()
-    return bodies
+        feed.next_message()
+    return dict(feed.bodies)
 
 
 def stored_hashes(data_dir: Path, codes) -> dict[str, Counter[str]]:
@@ -71,14 +70,15 @@ def stream_rows_on_disk(data_dir: Path, dataset: str) -> Counter[str]:
 def all_landed(cluster: IrisCluster, wanted: dict[str, set[str]]) -> bool:
     try:
         found = stored_hashes(cluster.data_dir, wanted)
-    except Exception:
+    except duckdb.Error:  # a file being renamed into place between glob and read
         return False
     return all(set(found[code]) >= hashes for code, hashes in wanted.items())
 
 
 def inbox_files(cluster: IrisCluster) -> list[Path]:
     return [
-        p for p in cluster.inbox.glob("*/*")
+        p
+        for p in cluster.inbox.glob("*/*")
         if p.is_file() and not p.parent.name.startswith("_") and not p.name.startswith(".")
     ]
 
@@ -91,7 +91,9 @@ def assert_each_row_once(cluster: IrisCluster, wanted: dict[str, set[str]]) -> N
     found = stored_hashes(cluster.data_dir, wanted)
     for code, hashes in wanted.items():
         assert set(found[code]) == hashes, f"{code}: rows lost or extra"
-        assert max(found[code].values()) == 1, f"{code}: a row shows twice in {code.lower()}_unified"
+        assert max(found[code].values()) == 1, (
+            f"{code}: a row shows twice in {code.lower()}_unified"
+        )
         on_disk = stream_rows_on_disk(cluster.data_dir, code)
         assert set(on_disk) == hashes and max(on_disk.values()) == 1, f"{code}: stored twice"
 
@@ -106,8 +108,7 @@ def test_poison_is_dead_lettered_with_its_reason_and_the_next_messages_still_flo
     bodies = emit(feed, 4)
     for kind in ("not-json", "unknown-dataset", "schema"):
         feed.sent.append(feed._write_poison(kind))
-        bodies[feed.sent[-1].message_id] = feed.sent[-1].path.read_bytes()
-    bodies.update(emit(feed, 4))
+    bodies = emit(feed, 4)
     wanted = expected_hashes(feed.sent, bodies)
 
     wait_for(lambda: all_landed(cluster, wanted), 40, "the good messages' rows", cluster)
@@ -123,8 +124,11 @@ def test_poison_is_dead_lettered_with_its_reason_and_the_next_messages_still_flo
         assert body == bodies[record["message_id"]]
     poison = {m.message_id: m.kind for m in feed.sent if m.kind not in GOOD}
     assert reasons == {
-        mid: {"not-json": "body-not-json", "unknown-dataset": "unknown-dataset",
-              "schema": "rows-fail-schema"}[kind]
+        mid: {
+            "not-json": "body-not-json",
+            "unknown-dataset": "unknown-dataset",
+            "schema": "rows-fail-schema",
+        }[kind]
         for mid, kind in poison.items()
     }
     assert "dead-lettered" in "".join(p.log() for p in cluster.processes)
@@ -136,19 +140,27 @@ def test_the_same_message_delivered_three_times_lands_once(iris_cluster: IrisClu
     cluster.start_listener()
     feed = IrisFeed(cluster.inbox, seed=12, start=START, datasets=("BOALF",))
     first = feed.next_message()[0]
-    body = first.path.read_bytes()
+    body = feed.bodies[first.message_id]
     wanted = expected_hashes([first], {first.message_id: body})
     for delivery in range(2, 4):
-        wait_for(lambda: not inbox_files(cluster), 20, f"delivery {delivery - 1} to be taken", cluster)
+        wait_for(
+            lambda: not inbox_files(cluster), 20, f"delivery {delivery - 1} to be taken", cluster
+        )
         (cluster.inbox / "BOALF" / first.message_id).write_bytes(body)  # IRIS redelivers it
     wait_for(lambda: not inbox_files(cluster), 20, "the third delivery to be taken", cluster)
     # and once more under another id, as IRIS sometimes duplicates a message
-    (cluster.inbox / "BOALF" / "BOALF_202510271000_99999.json").write_bytes(orjson.dumps(body.decode()))
+    (cluster.inbox / "BOALF" / "BOALF_202510271000_99999.json").write_bytes(
+        orjson.dumps(body.decode())
+    )
     wait_for(lambda: len(done_files(cluster)) == 2, 20, "the duplicate to be taken", cluster)
     wait_for(lambda: cluster.queue_length() == 0, 20, "the workers to drain the queue", cluster)
     wait_for(lambda: all_landed(cluster, wanted), 20, "the rows", cluster)
-    handed_off = lambda: cluster.redis().hget("bmrs:iris:listener", "handed_off")  # noqa: E731
-    wait_for(lambda: handed_off() == b"4", 5, "the listener to count 4 hand-offs", cluster)
+    wait_for(
+        lambda: cluster.redis().hget("bmrs:iris:listener", "handed_off") == b"4",
+        5,
+        "the listener to count 4 hand-offs",
+        cluster,
+    )
     assert_each_row_once(cluster, wanted)
 
 
@@ -167,8 +179,12 @@ def test_listener_killed_mid_batch_then_restarted_loses_nothing_and_doubles_noth
     bodies.update(emit(feed, 25))
     cluster.start_listener()
     wanted = expected_hashes(feed.sent, bodies)
-    wait_for(lambda: not inbox_files(cluster), 40, "the restarted listener to take every file", cluster)
-    wait_for(lambda: cluster.queue_length() == 0 and all_landed(cluster, wanted), 40, "the rows", cluster)
+    wait_for(
+        lambda: not inbox_files(cluster), 40, "the restarted listener to take every file", cluster
+    )
+    wait_for(
+        lambda: cluster.queue_length() == 0 and all_landed(cluster, wanted), 40, "the rows", cluster
+    )
     assert_each_row_once(cluster, wanted)
 
 
@@ -191,7 +207,12 @@ def test_with_workers_down_messages_wait_in_the_queue_and_nothing_is_completed_e
     more = emit(feed, 6)
     done_before = len(done_files(cluster))
     listener_log = cluster.processes[0]
-    wait_for(lambda: "abandoning them for redelivery" in listener_log.log(), 40, "a failed hand-off", cluster)
+    wait_for(
+        lambda: "abandoning them for redelivery" in listener_log.log(),
+        40,
+        "a failed hand-off",
+        cluster,
+    )
     assert len(done_files(cluster)) == done_before
     assert len(inbox_files(cluster)) == 6
 
@@ -201,7 +222,9 @@ def test_with_workers_down_messages_wait_in_the_queue_and_nothing_is_completed_e
     wanted = expected_hashes(feed.sent, bodies)
     wait_for(lambda: not inbox_files(cluster), 60, "the abandoned files to be handed off", cluster)
     cluster.start_worker()
-    wait_for(lambda: cluster.queue_length() == 0 and all_landed(cluster, wanted), 40, "the rows", cluster)
+    wait_for(
+        lambda: cluster.queue_length() == 0 and all_landed(cluster, wanted), 40, "the rows", cluster
+    )
     assert_each_row_once(cluster, wanted)
 
 
@@ -214,8 +237,12 @@ def test_sigterm_hands_off_what_the_listener_holds_before_it_exits(
     listener = cluster.start_listener()
     feed = IrisFeed(cluster.inbox, seed=15, start=START, datasets=("FREQ",))
     emit(feed, 5)
-    received = lambda: int(cluster.redis().hget("bmrs:iris:listener", "received") or 0)  # noqa: E731
-    wait_for(lambda: received() == 5, 20, "the listener to hold the messages", cluster)
+    wait_for(
+        lambda: cluster.redis().hget("bmrs:iris:listener", "received") == b"5",
+        20,
+        "the listener to hold the messages",
+        cluster,
+    )
     assert len(done_files(cluster)) == 0 and cluster.queue_length() == 0
     listener.signal(signal.SIGTERM)
     assert listener.wait(20) == 0

@@ -23,14 +23,19 @@ from tests.support.servicebus import ServiceBusTestBroker
 from worker.settings import Settings, get_settings
 from worker.sinks.local import LocalWarehouse
 
+
 def freq_body(second: int, *, twice: bool = False) -> bytes:
-    rows = [{"dataset": "FREQ", "measurementTime": f"2025-10-27T10:00:{second:02d}Z", "frequency": 50.0}]
+    rows = [
+        {"dataset": "FREQ", "measurementTime": f"2025-10-27T10:00:{second:02d}Z", "frequency": 50.0}
+    ]
     body = orjson.dumps(rows)
     return orjson.dumps(body.decode()) if twice else body
 
 
 def make_source(broker: ServiceBusTestBroker) -> ServiceBusSource:
-    settings = Settings(iris_connection_string=broker.connection_string, iris_queue=broker.queue_name)
+    settings = Settings(
+        iris_connection_string=broker.connection_string, iris_queue=broker.queue_name
+    )
     make_client, queue = client_factory(settings)
     return ServiceBusSource(make_client, queue, prefetch=5)
 
@@ -53,19 +58,25 @@ def test_sdk_receives_completes_abandons_and_abandoned_messages_are_redelivered(
 ) -> None:
     broker = servicebus_broker
     for second in range(3):
-        broker.send(f"FREQ_20251027100{second}_{second}.json", "FREQ", freq_body(second, twice=second == 1))
+        broker.send(
+            f"FREQ_20251027100{second}_{second}.json", "FREQ", freq_body(second, twice=second == 1)
+        )
     source = make_source(broker)
     try:
         received = []
         deadline = time.monotonic() + 15
         while len(received) < 3 and time.monotonic() < deadline:
             received += source.receive(3, 1.0)
-        assert [d.message.message_id for d in received] == [f"FREQ_20251027100{s}_{s}.json" for s in range(3)]
+        assert [d.message.message_id for d in received] == [
+            f"FREQ_20251027100{s}_{s}.json" for s in range(3)
+        ]
         assert all(d.message.subject == "FREQ" and d.message.delivery_count == 1 for d in received)
         assert received[1].message.body == freq_body(1, twice=True)
         source.complete(received[0])
         source.abandon(received[1])
-        source.dead_letter(received[2], "rows-fail-schema", "FREQ: field 'frequency' expects double")
+        source.dead_letter(
+            received[2], "rows-fail-schema", "FREQ: field 'frequency' expects double"
+        )
         again = source.receive(3, 5.0)
         assert [(d.message.message_id, d.message.delivery_count) for d in again] == [
             ("FREQ_202510271001_1.json", 2)
@@ -73,9 +84,12 @@ def test_sdk_receives_completes_abandons_and_abandoned_messages_are_redelivered(
         source.complete(again[0])
     finally:
         source.close()
-    assert [m.message_id for m in broker.completed] == ["FREQ_202510271000_0.json", "FREQ_202510271001_1.json"]
+    assert [m.message_id for m in broker.completed] == [
+        "FREQ_202510271000_0.json",
+        "FREQ_202510271001_1.json",
+    ]
     assert broker.abandoned == ["FREQ_202510271001_1.json"]
-    (dead, reason, description), = broker.dead_lettered
+    ((dead, reason, description),) = broker.dead_lettered
     assert (dead.message_id, reason) == ("FREQ_202510271002_2.json", "rows-fail-schema")
     assert "frequency" in description
     assert broker.tokens, "the SDK never asked $cbs for a token"
@@ -114,7 +128,10 @@ def test_listener_completes_only_after_hand_off_and_dead_letters_poison_with_its
         return hand_off(dataset, messages)
 
     listener = Listener(make_source(broker), recording_hand_off, batch_max=10, batch_s=0.5)
-    run_listener(listener, lambda: broker.counts()["completed"] == 2 and broker.counts()["dead_lettered"] == 2)
+    run_listener(
+        listener,
+        lambda: broker.counts()["completed"] == 2 and broker.counts()["dead_lettered"] == 2,
+    )
     assert seen_by_hand_off and all(c["completed"] == 0 for c in seen_by_hand_off)
     assert sorted(m.message_id for m in broker.completed) == ["FREQ_1.json", "FREQ_3.json"]
     reasons = {m.message_id: reason for m, reason, _ in broker.dead_lettered}
@@ -200,13 +217,19 @@ def test_bmrs_listen_over_service_bus_lands_rows_once_and_stops_cleanly_on_sigte
     broker.send("FREQ_dup.json", "FREQ", freq_body(0))  # the same rows again under a new id
     iris_cluster.start_worker()
     listener = iris_cluster.start_listener()
-    wait_for(lambda: broker.counts()["completed"] == 7, 30, "the messages to be completed", iris_cluster)
-    wait_for(lambda: iris_cluster.queue_length() == 0, 30, "the worker to drain the queue", iris_cluster)
+    wait_for(
+        lambda: broker.counts()["completed"] == 7, 30, "the messages to be completed", iris_cluster
+    )
+    wait_for(
+        lambda: iris_cluster.queue_length() == 0, 30, "the worker to drain the queue", iris_cluster
+    )
 
     def rows() -> list[dict]:
-        return LocalWarehouse(iris_cluster.data_dir).query(
-            "SELECT measurementTime, _source FROM freq_unified ORDER BY measurementTime"
-        ).to_pylist()
+        return (
+            LocalWarehouse(iris_cluster.data_dir)
+            .query("SELECT measurementTime, _source FROM freq_unified ORDER BY measurementTime")
+            .to_pylist()
+        )
 
     wait_for(lambda: len(rows()) == 6, 20, "the rows to be queryable", iris_cluster)
     assert [r["measurementTime"].second for r in rows()] == list(range(6))
@@ -227,7 +250,10 @@ def test_status_shows_last_message_time_rate_and_alerts_after_15_minutes_of_sile
     broker.send("FREQ_1.json", "FREQ", freq_body(1))
     broker.send("FREQ_2.json", "FREQ", freq_body(2))
     listener = Listener(
-        make_source(broker), celery_hand_off(redis_server), status_client=redis_server.client(), batch_s=0.2
+        make_source(broker),
+        celery_hand_off(redis_server),
+        status_client=redis_server.client(),
+        batch_s=0.2,
     )
     run_listener(listener, lambda: broker.counts()["completed"] == 2)
     client = redis_server.client()

@@ -36,7 +36,9 @@ def table_of(dataset: catalog.Dataset, rows: list[dict], source: str = "iris"):
 
 
 def unified_rows(sink: LocalWarehouse, code: str) -> list[dict]:
-    return sink.query(f"SELECT * FROM {code}_unified ORDER BY startTime, fuelType, _source").to_pylist()
+    return sink.query(
+        f"SELECT * FROM {code}_unified ORDER BY startTime, fuelType, _source"
+    ).to_pylist()
 
 
 def test_the_same_batch_appended_three_times_is_stored_once(data_dir: Path) -> None:
@@ -58,7 +60,9 @@ def test_rows_redelivered_inside_another_batch_land_once(data_dir: Path) -> None
     assert sorted(stored.column("startTime").to_pylist()) == sorted(
         stored.column("startTime").unique().to_pylist()
     )
-    on_disk = sum(pq.read_metadata(p).num_rows for p in sink.stream_dir(FUELINST, DAY).glob("*.parquet"))
+    on_disk = sum(
+        pq.read_metadata(p).num_rows for p in sink.stream_dir(FUELINST, DAY).glob("*.parquet")
+    )
     assert on_disk == 3
     assert [r["startTime"].minute for r in unified_rows(sink, "fuelinst")] == [0, 5, 10]
 
@@ -71,7 +75,12 @@ def test_unified_holds_api_rows_and_only_the_iris_rows_the_api_lacks(data_dir: P
     # IRIS: the same two rows (same key and version), a newer version of minute 5, and minute 10.
     iris = table_of(
         FUELINST,
-        [fuel_row(0), fuel_row(5), fuel_row(5, mw=1200, published="2025-10-27T10:20:00Z"), fuel_row(10)],
+        [
+            fuel_row(0),
+            fuel_row(5),
+            fuel_row(5, mw=1200, published="2025-10-27T10:20:00Z"),
+            fuel_row(10),
+        ],
     )
     sink.append_stream(FUELINST, DAY, iris, digest(iris))
     rows = unified_rows(sink, "fuelinst")
@@ -84,9 +93,15 @@ def test_unified_holds_api_rows_and_only_the_iris_rows_the_api_lacks(data_dir: P
 def test_unversioned_stream_rows_give_way_once_the_api_holds_their_key(data_dir: Path) -> None:
     sink = LocalWarehouse(data_dir)
     row = {
-        "dataset": "PN", "settlementDate": "2025-10-27", "settlementPeriod": 21,
-        "timeFrom": "2025-10-27T10:00:00Z", "timeTo": "2025-10-27T10:30:00Z",
-        "levelFrom": 5, "levelTo": 7, "nationalGridBmUnit": "ABC-1", "bmUnit": "T_ABC-1",
+        "dataset": "PN",
+        "settlementDate": "2025-10-27",
+        "settlementPeriod": 21,
+        "timeFrom": "2025-10-27T10:00:00Z",
+        "timeTo": "2025-10-27T10:30:00Z",
+        "levelFrom": 5,
+        "levelTo": 7,
+        "nationalGridBmUnit": "ABC-1",
+        "bmUnit": "T_ABC-1",
     }
     iris = table_of(PN, [row, {**row, "levelTo": 8}])
     sink.append_stream(PN, DAY, iris, digest(iris))
@@ -112,7 +127,9 @@ def test_many_batches_are_compacted_without_losing_or_doubling_rows(
     assert len(unified_rows(sink, "fuelinst")) == 10
 
 
-def test_retention_drops_stream_days_only_when_the_api_day_is_complete_and_old(data_dir: Path) -> None:
+def test_retention_drops_stream_days_only_when_the_api_day_is_complete_and_old(
+    data_dir: Path,
+) -> None:
     sink = LocalWarehouse(data_dir)
     days = [DAY - dt.timedelta(days=2), DAY - dt.timedelta(days=1), DAY]
     for day in days:

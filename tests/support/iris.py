@@ -91,9 +91,16 @@ class IrisCluster:
     def start_worker(self) -> ClusterProcess:
         return self._spawn(
             "worker",
-            [str(BIN / "celery"), "-A", "worker.celery_app", "worker", "-Q", "iris",
-             "-c", "1", "--pool", "prefork", "--without-mingle", "--without-gossip",
-             "--loglevel", "INFO"],
+            [
+                str(BIN / "bmrs"),
+                "worker",
+                "-Q",
+                "iris",
+                "-c",
+                "1",
+                "-n",
+                f"iris{len(self.processes)}@%h",
+            ],
         )
 
     def start_listener(self) -> ClusterProcess:
@@ -113,7 +120,9 @@ class IrisCluster:
         return "\n".join(f"--- {p.log_path.name}\n{p.log()[-4000:]}" for p in self.processes)
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float, what: str, cluster: IrisCluster | None = None) -> None:
+def wait_for(
+    predicate: Callable[[], bool], timeout: float, what: str, cluster: IrisCluster | None = None
+) -> None:
     """Poll until ``predicate`` holds; fail naming ``what`` (with the processes' logs)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -77,7 +77,9 @@ class ServiceBusTestBroker(MessagingHandler):
         self._injector = EventInjector()
         self._container = Container(self)
         self._container.selectable(self._injector)
-        self._thread = threading.Thread(target=self._container.run, name="sb-test-broker", daemon=True)
+        self._thread = threading.Thread(
+            target=self._container.run, name="sb-test-broker", daemon=True
+        )
         self._started = threading.Event()
 
     # ---------------------------------------------------------------- test-facing API
@@ -103,7 +105,9 @@ class ServiceBusTestBroker(MessagingHandler):
         with self._mutex:
             self._sequence += 1
             self._ready.append(
-                QueuedMessage(message_id, subject, body, self._sequence, dt.datetime.now(dt.timezone.utc))
+                QueuedMessage(
+                    message_id, subject, body, self._sequence, dt.datetime.now(dt.timezone.utc)
+                )
             )
         self._injector.trigger(ApplicationEvent("broker_pump"))
 
@@ -154,7 +158,7 @@ class ServiceBusTestBroker(MessagingHandler):
         link.snd_settle_mode = link.remote_snd_settle_mode
         if link.is_sender:
             address = link.remote_source.address or ""
-            if address.endswith("$cbs") or address.endswith("$management"):
+            if address.endswith(("$cbs", "$management")):
                 pass  # replies to requests go out on this link (see _reply_link)
             elif address.rstrip("/").rsplit("/", 1)[-1] == self.queue_name:
                 self._senders.append(link)
@@ -188,7 +192,11 @@ class ServiceBusTestBroker(MessagingHandler):
         if operation == "put-token":
             self.tokens.append(str(props.get("name")))
         elif operation == RENEW_LOCK:
-            tokens = request.body[symbol("lock-tokens")] if symbol("lock-tokens") in request.body else request.body["lock-tokens"]
+            tokens = (
+                request.body[symbol("lock-tokens")]
+                if symbol("lock-tokens") in request.body
+                else request.body["lock-tokens"]
+            )
             expirations = []
             with self._mutex:
                 for token in tokens:
@@ -200,8 +208,12 @@ class ServiceBusTestBroker(MessagingHandler):
             body = {"expirations": expirations}
         response = Message(
             correlation_id=request.id,
-            properties={"status-code": 200, "statusCode": 200, "status-description": "OK",
-                        "statusDescription": "OK"},
+            properties={
+                "status-code": 200,
+                "statusCode": 200,
+                "status-description": "OK",
+                "statusDescription": "OK",
+            },
             body=body,
         )
         if reply is not None:
@@ -223,8 +235,11 @@ class ServiceBusTestBroker(MessagingHandler):
                 condition = delivery.remote.condition
                 info = dict(condition.info or {}) if condition else {}
                 self.dead_lettered.append(
-                    (lock.message, _text(info.get("DeadLetterReason")),
-                     _text(info.get("DeadLetterErrorDescription")))
+                    (
+                        lock.message,
+                        _text(info.get("DeadLetterReason")),
+                        _text(info.get("DeadLetterErrorDescription")),
+                    )
                 )
             else:  # modified / released: abandon, deliver again
                 self.abandoned.append(lock.message.message_id)
@@ -276,7 +291,9 @@ class ServiceBusTestBroker(MessagingHandler):
                         delivery_count=message.delivery_count,
                         annotations={
                             symbol("x-opt-sequence-number"): message.sequence,
-                            symbol("x-opt-enqueued-time"): timestamp(int(message.enqueued.timestamp() * 1000)),
+                            symbol("x-opt-enqueued-time"): timestamp(
+                                int(message.enqueued.timestamp() * 1000)
+                            ),
                             symbol("x-opt-locked-until"): timestamp(int(until * 1000)),
                         },
                     )

@@ -23,8 +23,9 @@ from worker.settings import get_settings
     show_default=True,
     help="auto: Service Bus when IRIS credentials are set, else the folder BMRS_IRIS_DIR.",
 )
-@click.option("--log-every", type=float, default=60.0, show_default=True,
-              help="Seconds between count logs.")
+@click.option(
+    "--log-every", type=float, default=60.0, show_default=True, help="Seconds between count logs."
+)
 def listen_command(source: str, log_every: float) -> None:
     """Receive IRIS messages and hand them to the workers' iris queue (runs until SIGTERM)."""
     from iris_listener.run import listener_from_settings, run_until_signalled, source_from_settings
@@ -45,21 +46,52 @@ def listen_command(source: str, log_every: float) -> None:
 
 
 @main.command("sim-iris")
-@click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), required=True,
-              help="Folder to write <DATASET>/<message_id> files into (the listener's BMRS_IRIS_DIR).")
-@click.option("--rate", type=click.FloatRange(min=0, min_open=True), required=True,
-              help="Messages per minute (the real feed peaks near 200).")
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Folder to write <DATASET>/<message_id> files into (the listener's BMRS_IRIS_DIR).",
+)
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=0, min_open=True),
+    required=True,
+    help="Messages per minute (the real feed peaks near 200).",
+)
 @click.option("--seed", type=int, default=1, show_default=True, help="Same seed, same feed.")
-@click.option("--duration", type=click.FloatRange(min=0), default=None,
-              help="Stop after this many seconds (default: until Ctrl-C).")
-@click.option("--poison", type=click.FloatRange(0, 1), default=0.0, show_default=True,
-              help="Probability a message is poison (not JSON, unknown dataset, bad rows).")
-@click.option("--dup", type=click.FloatRange(0, 1), default=0.0, show_default=True,
-              help="Probability a message is sent again (as a redelivery or a duplicate).")
-@click.option("--datasets", default=None,
-              help="Comma-separated datasets the feed carries [default: FUELINST,FREQ,BOALF,PN,MELS,MID].")
+@click.option(
+    "--duration",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Stop after this many seconds (default: until Ctrl-C).",
+)
+@click.option(
+    "--poison",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    show_default=True,
+    help="Probability a message is poison (not JSON, unknown dataset, bad rows).",
+)
+@click.option(
+    "--dup",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    show_default=True,
+    help="Probability a message is sent again (as a redelivery or a duplicate).",
+)
+@click.option(
+    "--datasets",
+    default=None,
+    help="Comma-separated datasets the feed carries [default: FUELINST,FREQ,BOALF,PN,MELS,MID].",
+)
 def sim_iris_command(
-    out: Path, rate: float, seed: int, duration: float | None, poison: float, dup: float,
+    out: Path,
+    rate: float,
+    seed: int,
+    duration: float | None,
+    poison: float,
+    dup: float,
     datasets: str | None,
 ) -> None:
     """Emit simulated IRIS messages into a folder, in the official client's layout."""

@@ -76,6 +76,7 @@ class IrisFeed:
         self.cursors = {code: _Cursor(first) for code in datasets}
         self.sequence = 0
         self.sent: list[SentMessage] = []
+        self.bodies: dict[str, bytes] = {}  # message id -> body, to check what landed
         self._resend: list[tuple[SentMessage, bytes]] = []
 
     def next_message(self) -> list[SentMessage]:
@@ -126,7 +127,9 @@ class IrisFeed:
     def _write_resend(self, original: SentMessage, body: bytes) -> SentMessage:
         if self.rng.random() < 0.5:
             path = self._write(original.dataset, original.message_id, body)
-            return SentMessage(original.message_id, original.dataset, "redelivery", original.rows, path)
+            return SentMessage(
+                original.message_id, original.dataset, "redelivery", original.rows, path
+            )
         message_id = self._message_id(original.dataset, dt.datetime.now(dt.timezone.utc))
         path = self._write(original.dataset, message_id, body)
         return SentMessage(message_id, original.dataset, "duplicate", original.rows, path)
@@ -155,6 +158,7 @@ class IrisFeed:
             handle.write(body)
         target = folder / message_id
         os.replace(tmp, target)
+        self.bodies[message_id] = body
         return target
 
     def summary(self) -> dict[str, object]:

@@ -81,18 +81,37 @@ def current_holder(client: redis.Redis) -> str | None:
 
 
 class SingleBeatScheduler(PersistentScheduler):
-    """PersistentScheduler that holds the beat lease while it runs."""
+    """PersistentScheduler that holds the beat lease while it runs.
+
+    The lease is taken before the schedule file is opened, so two beats sharing a data dir
+    never open it at once. Celery also builds a *lazy* scheduler just to print its banner;
+    that one takes no lease.
+    """
+
+    _waiting = False  # this process is waiting for the lease
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        settings = get_settings()
-        self.lease = BeatLease(redis_client(settings), settings.beat_lock_ttl_s)
-        self.lease.wait()
-        filename = kwargs.get("schedule_filename")
-        if filename:
-            Path(filename).parent.mkdir(parents=True, exist_ok=True)
+        self.lease: BeatLease | None = None
+        if not kwargs.get("lazy"):
+            if SingleBeatScheduler._waiting:
+                # Celery's SIGTERM handler asks for the scheduler while we still wait.
+                raise SystemExit("beat stopped while waiting for the schedule lease")
+            settings = get_settings()
+            lease = BeatLease(redis_client(settings), settings.beat_lock_ttl_s)
+            SingleBeatScheduler._waiting = True
+            try:
+                lease.wait()
+            finally:
+                SingleBeatScheduler._waiting = False
+            self.lease = lease
+            filename = kwargs.get("schedule_filename")
+            if filename:
+                Path(filename).parent.mkdir(parents=True, exist_ok=True)
         super().__init__(*args, **kwargs)
 
     def tick(self, *args: Any, **kwargs: Any) -> float:
+        if self.lease is None:
+            return super().tick(*args, **kwargs)
         self.lease.renew()
         return min(super().tick(*args, **kwargs), self.lease.ttl_s / 3)
 
@@ -100,4 +119,5 @@ class SingleBeatScheduler(PersistentScheduler):
         try:
             super().close()
         finally:
-            self.lease.release()
+            if self.lease is not None:
+                self.lease.release()

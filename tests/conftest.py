@@ -8,4 +8,5 @@ pytest_plugins = [
     "tests.support.fake_sheets",
     "tests.support.simulator",
     "tests.support.fake_bigquery",
+    "tests.support.cluster",
 ]

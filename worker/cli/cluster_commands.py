@@ -344,7 +344,17 @@ def worker_command(queues: str | None, concurrency: int | None, hostname: str | 
             f"unknown queue(s) {', '.join(unknown)}; the queues are {', '.join(QUEUES)}"
         )
     app = _celery_app()
-    argv = ["worker", "--queues", ",".join(chosen), "--loglevel", settings.log_level.upper()]
+    # No gossip or mingle: workers need not watch each other (Flower reads their events), and
+    # both only add broker traffic and reconnect noise.
+    argv = [
+        "worker",
+        "--queues",
+        ",".join(chosen),
+        "--loglevel",
+        settings.log_level.upper(),
+        "--without-gossip",
+        "--without-mingle",
+    ]
     if concurrency:
         argv += ["--concurrency", str(concurrency)]
     if hostname:

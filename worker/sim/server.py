@@ -17,6 +17,7 @@ import datetime as dt
 import http.server
 import os
 import re
+import sys
 import threading
 import time
 import traceback
@@ -135,8 +136,7 @@ class SimulatorApp:
         for pattern, dataset in self._templates:
             match = pattern.fullmatch(lowered)
             if match:
-                # The value comes from the original path: only the template is case-blind.
-                return Route(dataset, "path", path.rstrip("/").rsplit("/", 1)[1])
+                return Route(dataset, "path", match.group(1))
         return None
 
     def handle(self, method: str, target: str) -> Response:
@@ -287,6 +287,11 @@ class _SimulatorHTTPServer(http.server.ThreadingHTTPServer):
         self.latency_s = latency_s
         self.access_log = access_log
         super().__init__(address, _Handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Clients that hang up (timeouts on slow answers) are normal here, not errors."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 class RunningSimulator:

@@ -5,8 +5,9 @@ the client, parser, sinks, coverage, CLI and the parametrised tests read everyth
 Field names and types mirror the row schemas of Elexon's OpenAPI spec (a contract test
 checks them), with date-times as UTC timestamps.
 
-Request windows: the spec states 24 hours for FREQ and one day for INDGEN/INDDEM; BOD uses
-the one-hour windows the old system used for its 300k-row days; the other limits are our
+Request windows: the spec states 24 hours for FREQ and one day for INDGEN/INDDEM on their
+non-stream endpoints; we apply the same limits to the stream endpoints we call. BOD uses the
+one-hour windows the old system used for its 300k-row days; the other limits are our
 conservative choice, never wider than a settlement day plus its clock-change hour.
 """
 

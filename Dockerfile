@@ -1,0 +1,48 @@
+# syntax=docker/dockerfile:1
+# One image for every role of the cluster. The command picks the role, always a `bmrs`
+# subcommand: `worker --queues ...`, `beat`, `listen`, `flower`, `sim`, or any CLI command
+# (`docker compose run --rm worker backfill FUELINST --start ... --end ...`).
+#
+# No HEALTHCHECK here on purpose: the right check depends on the role, so docker-compose.yml
+# and the Kubernetes probes give each role its own (Celery ping for workers, /healthcheck for
+# Flower, redis-cli ping for Redis). No secret is baked in: settings come from the environment
+# or from files mounted at run time (NAME_FILE).
+
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+
+FROM ${PYTHON_IMAGE} AS build
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /src
+RUN python -m venv /opt/venv
+COPY pyproject.toml README.md ./
+# The packages pyproject.toml installs ([tool.setuptools.packages.find] include); a test keeps
+# this list and that one equal.
+COPY worker ./worker
+COPY beat ./beat
+COPY iris_listener ./iris_listener
+COPY sheets ./sheets
+RUN /opt/venv/bin/pip install --no-cache-dir .
+
+FROM ${PYTHON_IMAGE} AS runtime
+LABEL org.opencontainers.image.title="bmrs-cluster" \
+      org.opencontainers.image.description="Celery cluster that keeps a duplicate-free copy of Elexon BMRS data" \
+      org.opencontainers.image.licenses="Apache-2.0"
+# A fixed numeric uid so Kubernetes can check runAsNonRoot and volumes can be chowned to it.
+RUN groupadd --system --gid 10001 bmrs \
+    && useradd --system --uid 10001 --gid bmrs --home-dir /home/bmrs --create-home --shell /usr/sbin/nologin bmrs \
+    && mkdir /data \
+    && chown bmrs:bmrs /data
+COPY --from=build /opt/venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    BMRS_DATA_DIR=/data
+USER 10001:10001
+# Writable working directory: beat keeps its schedule state file in the current directory.
+WORKDIR /home/bmrs
+VOLUME ["/data"]
+# Flower, and the simulator of the demo profile.
+EXPOSE 5555 8000
+ENTRYPOINT ["bmrs"]
+CMD ["--help"]

@@ -39,7 +39,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     BMRS_DATA_DIR=/data
 USER 10001:10001
-# Writable working directory: beat keeps its schedule state file in the current directory.
+# A writable working directory of its own (Kubernetes mounts scratch space here).
 WORKDIR /home/bmrs
 VOLUME ["/data"]
 # Flower, and the simulator of the demo profile.

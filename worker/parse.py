@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import hashlib
+import itertools
 import logging
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -65,7 +66,7 @@ def _typed_column(dataset: Dataset, name: str, arrow_type: pa.DataType, values: 
         if pa.types.is_list(arrow_type):
             return _nested_column(arrow_type, values)
         return pa.array(values, arrow_type)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as exc:
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, TypeError, ValueError) as exc:
         bad = _first_bad(values, arrow_type)
         raise SchemaError(
             f"{dataset.code}: field {name!r} expects {arrow_type}, got {bad!r} ({exc})"
@@ -99,7 +100,7 @@ def _first_bad(values: list[Any], arrow_type: pa.DataType) -> Any:
             continue
         try:
             _typed_scalar_ok(value, arrow_type)
-        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError):
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, TypeError, ValueError):
             return value
     return values[0] if values else None
 
@@ -130,43 +131,53 @@ def parse_rows(
     Fields the catalog does not know are kept per row as JSON in ``_extra`` and reported
     once per process as schema drift; a row lacking its partition or time field is an error.
     """
-    if rows and not all(isinstance(row, dict) for row in rows):
+    if not all(map(isinstance, rows, itertools.repeat(dict))):
         bad = next(row for row in rows if not isinstance(row, dict))
         raise SchemaError(f"{dataset.code}: expected JSON objects as rows, got {bad!r:.80}")
-    present: set[str] = set()
-    for row in rows:
-        present.update(row)
-    known = set(dataset.field_names)
-    drift = tuple(sorted(present - known - IGNORED_FIELDS))
+    present: set[str] = set().union(*rows)
+    drift = tuple(sorted(present - set(dataset.field_names) - IGNORED_FIELDS))
     _report_drift(dataset, drift)
+    table = typed_table(dataset, rows)
+    n = table.num_rows
+    if drift:
+        extra = pa.array(
+            [
+                orjson.dumps({k: row[k] for k in drift if k in row}, option=orjson.OPT_SORT_KEYS).decode()
+                if any(k in row for k in drift)
+                else None
+                for row in rows
+            ],
+            pa.string(),
+        )
+    else:
+        extra = pa.nulls(n, pa.string())
+    stamp = ingested_utc or dt.datetime.now(dt.timezone.utc)
+    table = table.append_column("_day", partition_days(dataset, table))
+    table = table.append_column("_hash_key", hash_rows(dataset, table))
+    table = table.append_column("_ingested_utc", pa.repeat(pa.scalar(stamp, TS), n))
+    table = table.append_column("_source", pa.repeat(pa.scalar(source, pa.string()), n))
+    table = table.append_column("_extra", extra)
+    return ParsedRows(table=table, schema_drift=drift)
+
+
+def typed_table(dataset: Dataset, rows: Sequence[dict[str, Any]]) -> pa.Table:
+    """The catalog fields of the rows as a typed table, converted strictly, field by field."""
+    if not rows:
+        return dataset.schema.empty_table()
     # Only the fields that decide where a row is stored must be present; natural-key fields
     # the spec marks nullable (a BM unit's national grid id...) may be null in real data.
     required = {dataset.partition_field} | ({dataset.time_field} - {None})
     columns: dict[str, pa.Array] = {}
     for name, arrow_type in dataset.fields:
         values = [row.get(name) for row in rows]
-        if name in required and any(v is None for v in values):
-            index = next(i for i, v in enumerate(values) if v is None)
+        if name in required and None in values:
+            index = values.index(None)
             raise SchemaError(
                 f"{dataset.code}: required field {name!r} is missing or null in row {index}: "
                 f"{orjson.dumps(rows[index]).decode()[:200]}"
             )
         columns[name] = _typed_column(dataset, name, arrow_type, values)
-    table = pa.table(columns, schema=dataset.schema) if rows else dataset.schema.empty_table()
-    extra = [
-        orjson.dumps({k: row[k] for k in drift if k in row}, option=orjson.OPT_SORT_KEYS).decode()
-        if drift and any(k in row for k in drift)
-        else None
-        for row in rows
-    ]
-    stamp = ingested_utc or dt.datetime.now(dt.timezone.utc)
-    n = table.num_rows
-    table = table.append_column("_day", partition_days(dataset, table))
-    table = table.append_column("_hash_key", pa.array(hash_rows(dataset, table), pa.string()))
-    table = table.append_column("_ingested_utc", pa.array([stamp] * n, TS))
-    table = table.append_column("_source", pa.array([source] * n, pa.string()))
-    table = table.append_column("_extra", pa.array(extra, pa.string()))
-    return ParsedRows(table=table, schema_drift=drift)
+    return pa.table(columns, schema=dataset.schema)
 
 
 def _report_drift(dataset: Dataset, drift: Iterable[str]) -> None:
@@ -211,17 +222,55 @@ def _canonical_nested(value: Any) -> Any:
     return value
 
 
-def hash_rows(dataset: Dataset, table: pa.Table) -> list[str]:
-    """SHA-256 of each row's canonical JSON (see the module docstring)."""
-    names = sorted(dataset.field_names)
-    columns = [_canonical_column(table.column(name)) for name in names]
-    dumps = orjson.dumps
+def hash_rows(dataset: Dataset, table: pa.Table) -> pa.StringArray:
+    """SHA-256 (hex) of each row's canonical JSON (see the module docstring)."""
     sha = hashlib.sha256
-    return [sha(dumps(dict(zip(names, values)))).hexdigest() for values in zip(*columns)]
+    return pa.array([sha(row).hexdigest() for row in canonical_rows(dataset, table).to_pylist()], pa.string())
+
+
+def canonical_rows(dataset: Dataset, table: pa.Table) -> pa.BinaryArray:
+    """Every row's canonical JSON, built column-wise: the same bytes as :func:`canonical_json`
+    gives row by row (a test holds the two equal), without a Python object per value."""
+    if table.num_rows == 0:
+        return pa.array([], pa.binary())
+    parts: list[pa.Array | pa.Scalar] = []
+    for position, name in enumerate(sorted(dataset.field_names)):
+        key = orjson.dumps(name) + b":"
+        parts.append(pa.scalar((b"{" if position == 0 else b",") + key, pa.binary()))
+        parts.append(_canonical_json_column(table.column(name).combine_chunks()))
+    parts.append(pa.scalar(b"}", pa.binary()))
+    return pc.binary_join_element_wise(*parts, pa.scalar(b"", pa.binary()))
+
+
+def _canonical_json_column(column: pa.Array) -> pa.BinaryArray:
+    """Each value of one column as its canonical JSON text (``null`` for missing)."""
+    kind = column.type
+    if kind == TS or pa.types.is_integer(kind):
+        text = (column.cast(pa.int64()) if kind == TS else column).cast(pa.string())
+    elif kind == DATE:
+        text = pc.binary_join_element_wise('"', column.cast(pa.string()), '"', "")
+    elif pa.types.is_boolean(kind):
+        text = column.cast(pa.string())
+    elif pa.types.is_floating(kind):
+        # orjson's own spelling of every float: one call for the column, then split
+        # (a JSON number never holds a comma).
+        values = column.to_pylist()
+        text = pa.array(orjson.dumps(values)[1:-1].split(b",") if values else [], pa.binary())
+    elif pa.types.is_string(kind) and not pc.any(pc.match_substring_regex(column, r'["\\\x00-\x1f]')).as_py():
+        # Nothing to escape: the JSON string is the text in quotes.
+        text = pc.binary_join_element_wise('"', column, '"', "")
+    else:
+        # Strings that need escaping, nested lists: orjson value by value.
+        dumps = orjson.dumps
+        text = pa.array(
+            [dumps(_canonical_nested(value)) for value in column.to_pylist()], pa.binary()
+        )
+    return pc.fill_null(text.cast(pa.binary()), pa.scalar(b"null", pa.binary()))
 
 
 def canonical_json(dataset: Dataset, row: dict[str, Any]) -> bytes:
-    """The exact bytes hashed for one row (for documentation and tests)."""
-    table = parse_rows(dataset, [row]).table
+    """The exact bytes hashed for one row, spelled out value by value: the definition
+    that :func:`canonical_rows` must reproduce (kept for documentation and tests)."""
+    table = typed_table(dataset, [row])
     names = sorted(dataset.field_names)
     return orjson.dumps({name: _canonical_column(table.column(name))[0] for name in names})

@@ -141,6 +141,40 @@ def inside_window(dataset: Dataset, window: RequestWindow, row: dict[str, Any]) 
     return window.start <= instant <= window.end
 
 
+def rows_inside(dataset: Dataset, window: RequestWindow, rows: list[Any]) -> tuple[list[Any], int]:
+    """The rows :func:`inside_window` keeps (non-objects too, for the parser to name), and
+    how many it drops.
+
+    The API spells instants ``YYYY-MM-DDTHH:MM:SSZ`` and dates ``YYYY-MM-DD``; strings with
+    exactly those separators compare in time order, so most rows are judged by one string
+    comparison. Any other row, and every row judged outside, is judged by
+    :func:`inside_window` itself (a malformed value of that shape is inside for both).
+    """
+    # Separators sit at every third character from the fifth: "--" and "--T::Z".
+    if window.dates is not None:
+        field, low, high = "settlementDate", window.dates[0].isoformat(), window.dates[1].isoformat()
+        length, separators = 10, "--"
+    elif dataset.time_field is not None:
+        field, low, high = dataset.time_field, _iso(window.start), _iso(window.end)
+        length, separators = 20, "--T::Z"
+    else:
+        field, low, high, length, separators = "", "", "", -1, ""
+    kept = []
+    for row in rows:
+        if isinstance(row, dict):
+            value = row.get(field)
+            if (
+                type(value) is str
+                and len(value) == length
+                and value[4::3] == separators
+                and low <= value <= high
+            ) or inside_window(dataset, window, row):
+                kept.append(row)
+        else:
+            kept.append(row)
+    return kept, len(rows) - len(kept)
+
+
 def rows_from_body(body: bytes, url: str) -> list[dict[str, Any]]:
     """The rows of any of the three envelopes; a cut or foreign body is an error."""
     try:
@@ -223,9 +257,7 @@ class ElexonClient:
     def fetch_window(self, dataset: Dataset, window: RequestWindow) -> WindowRows:
         url = self.base_url + window.path
         rows = self.get_rows(url, window.params, what=f"{dataset.code} {window.start:%Y-%m-%d %H:%M}Z")
-        kept = [row for row in rows if isinstance(row, dict) and inside_window(dataset, window, row)]
-        kept += [row for row in rows if not isinstance(row, dict)]  # the parser names these
-        outside = len(rows) - len(kept)
+        kept, outside = rows_inside(dataset, window, rows)
         if outside:
             log.warning(
                 "%s: %d of %d rows outside the asked window %s..%s dropped (%s)",

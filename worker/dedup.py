@@ -29,7 +29,8 @@ def drop_duplicates(table: pa.Table) -> tuple[pa.Table, int]:
     """First occurrence of each ``_hash_key``, in original order, and how many were dropped."""
     if table.num_rows == 0:
         return table, 0
-    indexed = pa.table({"h": table.column("_hash_key"), "i": pa.array(range(table.num_rows))})
+    positions = pc.indices_nonzero(pa.repeat(pa.scalar(True), table.num_rows))  # 0..n-1
+    indexed = pa.table({"h": table.column("_hash_key"), "i": positions})
     firsts = indexed.group_by("h", use_threads=False).aggregate([("i", "min")]).column("i_min")
     if len(firsts) == table.num_rows:
         return table, 0

@@ -33,6 +33,10 @@ class CeleryHandOff:
         self.client = client
         self.app = app
 
+    def ready(self) -> bool:
+        """Whether Redis answers: the listener asks before receiving again after a failure."""
+        return bool(self.client.ping())
+
     def __call__(self, dataset: Dataset, messages: list[IrisMessage]) -> str:
         """Store the bodies, enqueue the task; returns the task id. Raises on any failure."""
         bodies = {body_key(m.body_sha256): m.body for m in messages}

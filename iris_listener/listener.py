@@ -28,6 +28,7 @@ from worker.catalog import Dataset
 log = logging.getLogger(__name__)
 
 HandOff = Callable[[Dataset, list[IrisMessage]], str]
+PAUSE_MAX_S = 30.0
 
 
 @dataclasses.dataclass
@@ -74,6 +75,7 @@ class Listener:
         batch_s: float = 2.0,
         log_every_s: float = 60.0,
         handoff_backoff_s: float = 1.0,
+        ready: Callable[[], bool] | None = None,
     ) -> None:
         self.source = source
         self.hand_off = hand_off
@@ -82,6 +84,7 @@ class Listener:
         self.batch_s = batch_s
         self.log_every_s = log_every_s
         self.handoff_backoff_s = handoff_backoff_s
+        self.ready = ready  # probe of the hand-off target, asked before receiving again
         self.totals: Counter[str] = Counter()
         self._batches: dict[str, _Batch] = {}
         self._started = dt.datetime.now(dt.timezone.utc)
@@ -89,6 +92,8 @@ class Listener:
         self._logged_totals: Counter[str] = Counter()
         self._receive_failures = 0
         self._stop = threading.Event()
+        self._paused_until: float | None = None
+        self._pause_s = handoff_backoff_s
 
     @property
     def held(self) -> int:
@@ -109,6 +114,8 @@ class Listener:
 
     def poll_once(self) -> None:
         """One receive (waiting at most until the oldest batch is due), then due flushes."""
+        if self._wait_while_paused():
+            return
         room = max(1, self.batch_max - self.held)
         wait = min(1.0, self._time_to_next_flush())
         try:
@@ -150,7 +157,9 @@ class Listener:
         """Hand off every batch that is full or old enough (or all of them)."""
         now = time.monotonic()
         for code in list(self._batches):
-            batch = self._batches[code]
+            batch = self._batches.get(code)
+            if batch is None:  # given back by a pause while flushing another batch
+                continue
             full = len(batch.deliveries) >= self.batch_max
             due = now - batch.opened >= self.batch_s
             if everything or full or due or self.held >= self.batch_max:
@@ -169,10 +178,8 @@ class Listener:
                 exc,
                 extra={"dataset": batch.dataset.code},
             )
-            for delivery in batch.deliveries:
-                self._settle(self.source.abandon, delivery, "abandon")
-            self.totals["abandoned"] += len(messages)
-            self._stop.wait(self.handoff_backoff_s)
+            self._abandon(batch)
+            self._pause()
             return
         for delivery in batch.deliveries:
             self._settle(self.source.complete, delivery, "complete")
@@ -180,6 +187,44 @@ class Listener:
         log.debug(
             "%s: handed off %d messages as task %s", batch.dataset.code, len(messages), task_id
         )
+
+    def _abandon(self, batch: _Batch) -> None:
+        for delivery in batch.deliveries:
+            self._settle(self.source.abandon, delivery, "abandon")
+        self.totals["abandoned"] += len(batch.deliveries)
+
+    def _pause(self) -> None:
+        """Stop taking messages the cluster cannot hold: give back everything held and
+        close the source (Service Bus releases what it prefetched), so an outage costs each
+        message one delivery, not one per retry (IRIS dead-letters after five)."""
+        for code in list(self._batches):
+            self._abandon(self._batches.pop(code))
+        self.source.close()
+        self._paused_until = time.monotonic() + self._pause_s
+        self._pause_s = min(PAUSE_MAX_S, self._pause_s * 2)
+
+    def _wait_while_paused(self) -> bool:
+        """True while the cluster is still unreachable (after waiting a little)."""
+        if self._paused_until is None:
+            return False
+        self._stop.wait(max(0.0, self._paused_until - time.monotonic()))
+        if self._stop.is_set():
+            return True
+        if self.ready is not None and not self._ready():
+            log.warning("IRIS hand-off target still unreachable; next try in %.0fs", self._pause_s)
+            self._paused_until = time.monotonic() + self._pause_s
+            self._pause_s = min(PAUSE_MAX_S, self._pause_s * 2)
+            return True
+        log.info("IRIS hand-off target reachable again; receiving")
+        self._paused_until = None
+        self._pause_s = self.handoff_backoff_s
+        return False
+
+    def _ready(self) -> bool:
+        try:
+            return bool(self.ready and self.ready())
+        except Exception:  # a failing probe means "not ready", whatever it raised
+            return False
 
     def _dead_letter(self, delivery: Delivery, poison: PoisonMessage) -> None:
         log.warning(

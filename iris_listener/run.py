@@ -48,9 +48,11 @@ def listener_from_settings(
         retry=Retry(ExponentialWithJitterBackoff(base=0.2, cap=1.0), 2),
         retry_on_error=[redis.ConnectionError, redis.TimeoutError],
     )
+    hand_off = CeleryHandOff(client, app)
     return Listener(
         source,
-        CeleryHandOff(client, app),
+        hand_off,
+        ready=hand_off.ready,
         status_client=client,
         batch_max=settings.iris_batch_max,
         batch_s=settings.iris_batch_s,

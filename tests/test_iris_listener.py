@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import signal
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -213,6 +214,9 @@ def test_with_workers_down_messages_wait_in_the_queue_and_nothing_is_completed_e
         "a failed hand-off",
         cluster,
     )
+    time.sleep(4)  # the listener must pause, not receive and abandon the same files in a loop
+    assert listener_log.log().count("abandoning them for redelivery") == 1
+    assert "still unreachable" in listener_log.log()
     assert len(done_files(cluster)) == done_before
     assert len(inbox_files(cluster)) == 6
 

@@ -156,8 +156,9 @@ def test_a_failed_hand_off_abandons_the_batch_and_it_is_redelivered(
 
     listener = Listener(make_source(broker), flaky_hand_off, batch_s=0.2, handoff_backoff_s=0.1)
     run_listener(listener, lambda: broker.counts()["completed"] == 1)
-    assert broker.abandoned == ["FREQ_1.json"]
-    assert attempts == [[1], [2]]
+    # abandoned, and any copy prefetched meanwhile given back when the listener paused
+    assert set(broker.abandoned) == {"FREQ_1.json"}
+    assert len(attempts) == 2 and attempts[0] == [1] and attempts[1][0] >= 2
     assert listener.totals["abandoned"] == 1 and listener.totals["handed_off"] == 1
 
 

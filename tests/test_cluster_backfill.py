@@ -120,3 +120,28 @@ def test_a_poison_day_is_recorded_failed_with_its_reason_and_the_rest_completes(
     assert (
         prices["last_error"]["date"] == str(poison) and "HTTP 400" in prices["last_error"]["reason"]
     )
+
+
+def test_a_day_that_keeps_failing_transiently_is_retried_with_backoff_then_recorded_failed(
+    chunk_cluster: Callable[..., ChunkCluster],
+) -> None:
+    # Every request answers 500: each attempt makes 2 requests, the task tries 3 times.
+    cluster = chunk_cluster(faults="500=1.0", BMRS_HTTP_RETRIES="1", BMRS_TASK_MAX_RETRIES="2")
+    cluster.start_worker("w1")
+    cluster.wait_workers(1)
+    day = dt.date(2025, 10, 21)
+
+    progress = cluster.wait_job(cluster.backfill("DISEBSP", day, day), timeout=60)
+
+    assert progress.total("failed") == 1
+    assert "TransientApiError" in progress.failures[0].reason
+    assert "gave up after 3 attempts" in progress.failures[0].reason
+    coverage = cluster.sink.read_coverage(catalog.get("DISEBSP"), [day])[day]
+    assert coverage.status == "failed" and "HTTP 500" in (coverage.reason or "")
+    assert len(cluster.requests()) == 6
+    retries = [
+        line
+        for line in cluster.processes[0].log().splitlines()
+        if "; retry " in line and "of 2 in" in line
+    ]
+    assert len(retries) == 2, cluster.logs_text()

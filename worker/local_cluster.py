@@ -115,23 +115,28 @@ class Child:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.process.pid, signum)
 
-    def stop(self) -> None:
-        """SIGTERM, wait, then SIGKILL the whole process group."""
+    def terminate(self) -> None:
+        """Ask it to stop (SIGTERM: a worker finishes its running chunks first)."""
+        if self.running:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
+
+    def finish(self, deadline: float) -> None:
+        """Wait for it until the deadline, then SIGKILL the whole process group."""
         if self.process is None:
             return
-        if self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(self.stop_timeout_s)
-            except subprocess.TimeoutExpired:
-                pass
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(max(0.0, deadline - time.monotonic()))
         # Pool processes of a worker live in its group; none may outlive it.
         self.signal_group(signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.process.wait(5)
         if self._log:
             self._log.close()
+
+    def stop(self) -> None:
+        self.terminate()
+        self.finish(time.monotonic() + self.stop_timeout_s)
 
 
 class LocalCluster:
@@ -357,12 +362,21 @@ class LocalCluster:
     # -- stopping -------------------------------------------------------------------------
 
     def stop(self) -> None:
-        """Stop every child, most dependent first; a second Ctrl-C kills at once."""
+        """Stop every child, most dependent first (workers together); a second Ctrl-C kills."""
+        workers = [c for c in self.children if c.name.startswith("worker")]
+        others = [c for c in self.children if c not in workers]
+        # Listener, Flower, beat; then every worker at once; then the simulator and Redis.
+        stages = [[c] for c in reversed(others) if not c.essential] + [workers]
+        stages += [[c] for c in reversed(others) if c.essential]
         try:
-            for child in reversed(self.children):
-                if child.running:
-                    self.say(f"stopping {child.name}")
-                child.stop()
+            for stage in stages:
+                for child in stage:
+                    if child.running:
+                        self.say(f"stopping {child.name}")
+                    child.terminate()
+                deadline = time.monotonic() + max((c.stop_timeout_s for c in stage), default=0)
+                for child in stage:
+                    child.finish(deadline)
         except KeyboardInterrupt:
             for child in self.children:
                 child.signal_group(signal.SIGKILL)

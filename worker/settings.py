@@ -66,16 +66,16 @@ class Settings(BaseSettings):
         "", description="Datasets polled, swept and checked, comma-separated (default: all)"
     )
     visibility_timeout_s: float = Field(
-        3600.0, gt=0, description="Seconds before a task a lost worker held is redelivered"
+        180.0, gt=0, description="Seconds before a task a lost worker held is redelivered"
     )
     restore_interval_s: float = Field(
         10.0, gt=0, description="How often workers look for such tasks to redeliver"
     )
     task_soft_time_limit_s: float = Field(
-        1500.0, gt=0, description="Seconds after which a task is asked to stop (and retried)"
+        120.0, gt=0, description="Seconds after which a task is asked to stop (and retried)"
     )
     task_time_limit_s: float = Field(
-        1800.0, gt=0, description="Seconds after which a task's process is killed"
+        150.0, gt=0, description="Seconds after which a task's process is killed"
     )
     max_tasks_per_child: int = Field(
         100, ge=1, description="Tasks a worker process runs before it is replaced"
@@ -86,8 +86,8 @@ class Settings(BaseSettings):
     task_max_retries: int = Field(
         5, ge=0, description="Retries of a chunk after a transient error, then recorded failed"
     )
-    retry_backoff_s: float = Field(30.0, gt=0, description="First retry delay of a chunk (doubles)")
-    retry_backoff_max_s: float = Field(600.0, gt=0, description="Longest retry delay of a chunk")
+    retry_backoff_s: float = Field(10.0, gt=0, description="First retry delay of a chunk (doubles)")
+    retry_backoff_max_s: float = Field(120.0, gt=0, description="Longest retry delay of a chunk")
     realtime_poll_s: float = Field(
         300.0, ge=0, description="Seconds between polls of each realtime dataset (0: off)"
     )

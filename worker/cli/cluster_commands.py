@@ -417,10 +417,21 @@ def flower_command(address: str, port: int) -> None:
     help="Port of the redis-server started when BMRS_BROKER_URL is unset.",
 )
 @click.option("--flower-port", type=int, default=5555, show_default=True)
-def up_command(workers: int, simulate: bool, redis_port: int, flower_port: int) -> None:
+@click.option(
+    "--faults", default=None, help="Simulator faults with --simulate [default: $BMRS_SIM_FAULTS]."
+)
+def up_command(
+    workers: int, simulate: bool, redis_port: int, flower_port: int, faults: str | None
+) -> None:
     """Run a whole local cluster until Ctrl-C: Redis, workers, beat, Flower (and the simulator)."""
+    if faults is not None and not simulate:
+        raise UserError("--faults applies to the simulator: add --simulate")
     cluster = _local_cluster(
-        workers=workers, simulate=simulate, redis_port=redis_port, flower_port=flower_port
+        workers=workers,
+        simulate=simulate,
+        sim_faults=faults,
+        redis_port=redis_port,
+        flower_port=flower_port,
     )
     try:
         with cluster:
@@ -456,7 +467,13 @@ def _print_banner(cluster: Any) -> None:
     )
     stderr.print(f"  Flower: {cluster.flower_url} ({login})")
     if cluster.sim_url:
-        stderr.print(f"  simulator: {cluster.sim_url} (access log {cluster.sim_access_log})")
+        faults = (
+            cluster.sim_faults if cluster.sim_faults is not None else cluster.settings.sim_faults
+        )
+        stderr.print(
+            f"  simulator: {cluster.sim_url} (faults: {faults or 'none'}; "
+            f"access log {cluster.sim_access_log})"
+        )
     stderr.print(f"  logs: {cluster.log_dir}/")
     stderr.print(
         "  try: bmrs backfill FUELINST,FREQ --start 2025-10-20 --end 2025-10-26 --wait"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import signal
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -22,7 +23,7 @@ from iris_listener.messages import decode_rows
 from tests.support.iris import IrisCluster, wait_for
 from worker import catalog
 from worker.parse import parse_rows
-from worker.sim.iris import IrisFeed, SentMessage
+from worker.sim.iris import IrisFeed, SentMessage, run_feed
 from worker.sinks.local import LocalWarehouse
 
 START = dt.datetime(2025, 10, 27, 10, tzinfo=dt.timezone.utc)
@@ -253,3 +254,38 @@ def test_sigterm_hands_off_what_the_listener_holds_before_it_exits(
     assert len(done_files(cluster)) == 5 and not inbox_files(cluster)
     assert cluster.queue_length() == 1
     assert "every message held was settled" in listener.log()
+
+
+def test_listener_and_worker_killed_mid_stream_then_restarted_lose_nothing(
+    iris_cluster: IrisCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cluster = iris_cluster
+    # a task a killed worker held comes back after the visibility timeout: keep it short
+    monkeypatch.setenv("BMRS_TASK_SOFT_TIME_LIMIT_S", "8")
+    monkeypatch.setenv("BMRS_TASK_TIME_LIMIT_S", "10")
+    monkeypatch.setenv("BMRS_VISIBILITY_TIMEOUT_S", "12")
+    worker = cluster.start_worker()
+    listener = cluster.start_listener()
+    feed = IrisFeed(cluster.inbox, seed=16, start=START, dup=0.2)
+    stop = threading.Event()
+    writer = threading.Thread(
+        target=run_feed, kwargs={"feed": feed, "rate_per_min": 1200, "should_stop": stop.is_set}
+    )
+    writer.start()
+    try:
+        wait_for(lambda: len(done_files(cluster)) >= 10, 30, "the first hand-offs", cluster)
+        worker.kill()
+        listener.kill()
+        time.sleep(1)  # the feed keeps writing while both are down
+        cluster.start_worker()
+        cluster.start_listener()
+        time.sleep(2)
+    finally:
+        stop.set()
+        writer.join(10)
+    wanted = expected_hashes(feed.sent, dict(feed.bodies))
+    wait_for(lambda: not inbox_files(cluster), 40, "every file to be taken", cluster)
+    wait_for(
+        lambda: cluster.queue_length() == 0 and all_landed(cluster, wanted), 60, "the rows", cluster
+    )
+    assert_each_row_once(cluster, wanted)

@@ -1,0 +1,1 @@
+"""Benchmarks of the ingestion pipeline: one command each, results in ``bench/results``."""

@@ -1,0 +1,170 @@
+"""Charts of the saved results, PNG beside the JSON; each benchmark redraws them after saving.
+
+``python -m bench.charts`` redraws every chart from whatever results exist. Charts only show
+figures that were saved, with the run time of each in the title, so a chart never mixes in
+numbers that were not measured.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+
+import matplotlib.pyplot as plt
+
+from bench.report import RESULTS_DIR, load
+
+
+def _stamp(result: dict[str, Any]) -> str:
+    machine = result["machine"]
+    return f"{result['run_utc']}, {machine['cpu_affinity']} cores, Python {machine['python']}"
+
+
+def draw_ratios(stages: dict[str, Any] | None, vs_dlt: dict[str, Any] | None, iris: dict[str, Any] | None) -> Path | None:
+    panels = [p for p in (stages, vs_dlt, iris) if p is not None]
+    if not panels:
+        return None
+    figure, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.2), squeeze=False)
+    column = iter(axes[0])
+    if stages is not None:
+        ax = next(column)
+        codes = list(stages["datasets"])
+        ratios = [stages["datasets"][c]["ratio_pipeline_to_bare"] for c in codes]
+        ax.bar(codes, ratios, color="#4c72b0")
+        ax.axhline(0.5, color="#c44e52", linestyle="--", label="target 0.5")
+        for x, ratio in enumerate(ratios):
+            ax.annotate(f"{ratio:.2f}", (x, ratio), ha="center", va="bottom")
+        ax.set_title(f"pipeline / bare minimum (rows/s)\n{_stamp(stages)}", fontsize=9)
+        ax.legend(loc="lower right")
+    if vs_dlt is not None:
+        ax = next(column)
+        codes = list(vs_dlt["datasets"])
+        width = 0.2
+        for offset, (key, load, label) in enumerate(
+            [
+                ("ours_to_dlt", "first_load", "vs dlt, first load"),
+                ("ours_to_dlt", "reload", "vs dlt, reload"),
+                ("ours_to_dlt_arrow", "first_load", "vs dlt (Arrow), first load"),
+                ("ours_to_dlt_arrow", "reload", "vs dlt (Arrow), reload"),
+            ]
+        ):
+            values = [vs_dlt["datasets"][c]["ratios"][load][key] for c in codes]
+            positions = [i + (offset - 1.5) * width for i in range(len(codes))]
+            ax.bar(positions, values, width, label=label)
+        ax.set_xticks(range(len(codes)), codes)
+        ax.set_yscale("log")
+        ax.axhline(3, color="#c44e52", linestyle="--", label="target 3x")
+        ax.set_title(f"ours / dlt (rows/s, log scale)\n{_stamp(vs_dlt)}", fontsize=9)
+        ax.legend(fontsize=7)
+    if iris is not None:
+        ax = next(column)
+        backlog = iris["backlog"]
+        real_peak = 200 / 60
+        ax.bar(["IRIS backlog", "real feed peak"], [backlog["messages_per_s"], real_peak], color=["#55a868", "#8c8c8c"])
+        ax.annotate(f"{backlog['vs_real_peak']}x", (0, backlog["messages_per_s"]), ha="center", va="bottom")
+        ax.set_ylabel("messages/s")
+        ax.set_title(f"IRIS: folder to queryable rows\n{_stamp(iris)}", fontsize=9)
+    figure.tight_layout()
+    path = RESULTS_DIR / "ratios.png"
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
+
+
+def draw_stages(stages: dict[str, Any]) -> Path:
+    codes = list(stages["datasets"])
+    names = list(next(iter(stages["datasets"].values()))["stages"]) + ["end to end", "bare minimum"]
+    figure, ax = plt.subplots(figsize=(9, 4.2))
+    width = 0.8 / len(codes)
+    for index, code in enumerate(codes):
+        figures = stages["datasets"][code]
+        rates = [figures["stages"][n]["rows_per_s"] or 0 for n in names[:-2]]
+        rates += [figures["pipeline"]["rows_per_s"], figures["bare_minimum"]["rows_per_s"]]
+        ax.bar([i + (index - (len(codes) - 1) / 2) * width for i in range(len(names))], rates, width, label=code)
+    ax.set_xticks(range(len(names)), names, fontsize=8)
+    ax.set_yscale("log")
+    ax.set_ylabel("rows/s (log)")
+    ax.set_title(f"throughput by stage, one dataset-day\n{_stamp(stages)}", fontsize=9)
+    ax.legend()
+    figure.tight_layout()
+    path = RESULTS_DIR / "stages.png"
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
+
+
+def draw_scaling(scaling: dict[str, Any]) -> Path:
+    runs = scaling["runs"]
+    workers = [run["workers"] for run in runs]
+    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4.2))
+    left.plot(workers, [run["dataset_days_per_minute"] for run in runs], marker="o")
+    left.set_xlabel("worker processes")
+    left.set_ylabel("dataset-days per minute")
+    left.set_xticks(workers)
+    budget = scaling["budget_requests_per_s"]
+    right.plot(workers, [run["achieved_requests_per_s"] for run in runs], marker="o", label="achieved")
+    right.axhline(budget, color="#8c8c8c", label=f"budget {budget:g} req/s")
+    right.axhline(budget * scaling["target_share"], color="#c44e52", linestyle="--", label="90% of budget")
+    right.set_xlabel("worker processes")
+    right.set_ylabel("requests/s seen by the API")
+    right.set_xticks(workers)
+    right.set_ylim(0, budget * 1.15)
+    right.legend(loc="lower right")
+    figure.suptitle(
+        f"{scaling['days']}-day backfill of {', '.join(scaling['datasets'])}, "
+        f"{scaling['latency_ms']:.0f} ms latency\n{_stamp(scaling)}",
+        fontsize=9,
+    )
+    figure.tight_layout()
+    path = RESULTS_DIR / "scaling.png"
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
+
+
+def draw_memory(memory: dict[str, Any]) -> Path:
+    figure, ax = plt.subplots(figsize=(9, 4))
+    samples = memory["samples"]
+    ax.plot([t for t, _ in samples], [rss for _, rss in samples], linewidth=0.8, label="RSS (sampled)")
+    chunks = memory["per_chunk"]
+    ax.scatter([c["t_s"] for c in chunks], [c["rss_mb"] for c in chunks], s=6, color="#55a868", label="after each chunk")
+    ax.axhline(memory["target_peak_mb"], color="#c44e52", linestyle="--", label=f"target {memory['target_peak_mb']} MB")
+    ax.set_xlabel("seconds")
+    ax.set_ylabel("MB")
+    ax.set_ylim(0, memory["target_peak_mb"] * 1.1)
+    ax.set_title(
+        f"worker-like process: the BOD day, then {memory['chunks']} chunks "
+        f"(peak {memory['bod_day']['peak_rss_mb']:.0f} MB)\n{_stamp(memory)}",
+        fontsize=9,
+    )
+    ax.legend(loc="lower right", fontsize=8)
+    figure.tight_layout()
+    path = RESULTS_DIR / "memory.png"
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
+
+
+def draw_all() -> list[Path]:
+    """Redraw every chart whose results exist; returns the files written."""
+    stages, vs_dlt, iris = load("stages"), load("vs_dlt"), load("iris")
+    scaling, memory = load("scaling"), load("memory")
+    written = [draw_ratios(stages, vs_dlt, iris)]
+    if stages:
+        written.append(draw_stages(stages))
+    if scaling:
+        written.append(draw_scaling(scaling))
+    if memory:
+        written.append(draw_memory(memory))
+    paths = [p for p in written if p is not None]
+    for path in paths:
+        print(f"chart: {path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path}")
+    return paths
+
+
+if __name__ == "__main__":
+    draw_all()

@@ -1,0 +1,158 @@
+"""Benchmark 4: peak memory of a worker-like process on the BOD day, and over 100 chunks.
+
+    python -m bench.memory [--chunks 100] [--day 2025-11-05] [--datasets FREQ,FUELINST,MID,BOALF,BOD]
+
+A child process does what a worker's task does (``ingest_chunk`` with an Elexon client and
+the local warehouse): first the BOD day, the largest the API serves (~440k rows fetched),
+then ``--chunks`` consecutive chunks, cycling through the datasets day after day. Its peak
+RSS is the kernel's high-water mark (``ru_maxrss``); the parent also samples RSS with psutil
+every 20 ms for the chart. "Not growing" is judged on the RSS left after each chunk: the
+median of the last quarter of chunks against the median of the first quarter.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import multiprocessing
+import multiprocessing.queues
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from bench import report
+from bench.simulator import simulator_process
+
+DAY = dt.date(2025, 11, 5)
+DATASETS = ("FREQ", "FUELINST", "MID", "BOALF", "BOD")
+TARGET_PEAK_MB = 600
+# RSS left after a chunk may wander with the allocator; more than this is growth.
+GROWTH_TOLERANCE_MB = 25
+SAMPLE_S = 0.02
+MB = 2**20
+
+
+def _rss_mb() -> float:
+    return psutil.Process().memory_info().rss / MB
+
+
+def _peak_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def _worker(url: str, day: dt.date, codes: list[str], chunks: int, events: multiprocessing.queues.Queue) -> None:
+    """The worker-like child: the BOD day, then ``chunks`` more; reports after each."""
+    from worker import catalog
+    from worker.client import ElexonClient
+    from worker.pipeline import ingest_chunk
+    from worker.sinks.local import LocalWarehouse
+
+    with tempfile.TemporaryDirectory(prefix="bench-memory-") as tmp:
+        client, sink = ElexonClient(url), LocalWarehouse(Path(tmp))
+        events.put(("ready", _rss_mb(), _peak_mb(), None))
+        coverage = ingest_chunk(client, sink, catalog.get("BOD"), day)
+        events.put(("bod", _rss_mb(), _peak_mb(), coverage.rows))
+        for index in range(chunks):
+            code = codes[index % len(codes)]
+            chunk_day = day + dt.timedelta(days=1 + index // len(codes))
+            coverage = ingest_chunk(client, sink, catalog.get(code), chunk_day)
+            events.put((f"{code} {chunk_day}", _rss_mb(), _peak_mb(), coverage.rows))
+    events.put(("done", _rss_mb(), _peak_mb(), None))
+
+
+def run(url: str, day: dt.date, codes: list[str], chunks: int) -> dict[str, Any]:
+    context = multiprocessing.get_context("spawn")
+    events = context.Queue()
+    child = context.Process(target=_worker, args=(url, day, codes, chunks, events), name="bench-worker")
+    started = time.perf_counter()
+    child.start()
+    watched = psutil.Process(child.pid)
+    samples: list[tuple[float, float]] = []
+    records: list[dict[str, Any]] = []
+    try:
+        while True:
+            while not events.empty():
+                label, rss, peak, rows = events.get()
+                records.append({"chunk": label, "rss_mb": rss, "peak_mb": peak, "rows": rows,
+                                "t_s": time.perf_counter() - started})
+                if label in ("bod", "done"):
+                    print(f"  {label}: RSS {rss:.0f} MB, peak so far {peak:.0f} MB")
+            if records and records[-1]["chunk"] == "done":
+                break
+            if not child.is_alive():
+                raise RuntimeError(f"the worker-like process died (exit code {child.exitcode})")
+            try:
+                samples.append((time.perf_counter() - started, watched.memory_info().rss / MB))
+            except psutil.NoSuchProcess:
+                pass
+            time.sleep(SAMPLE_S)
+    finally:
+        child.join(30)
+        if child.is_alive():
+            child.kill()
+            child.join()
+    return _figures(records, samples)
+
+
+def _figures(records: list[dict[str, Any]], samples: list[tuple[float, float]]) -> dict[str, Any]:
+    ready = next(r for r in records if r["chunk"] == "ready")
+    bod = next(r for r in records if r["chunk"] == "bod")
+    after = [r for r in records if r["chunk"] not in ("ready", "bod", "done")]
+    quarter = max(1, len(after) // 4)
+    first = statistics.median(r["rss_mb"] for r in after[:quarter]) if after else None
+    last = statistics.median(r["rss_mb"] for r in after[-quarter:]) if after else None
+    growth = None if first is None or last is None else last - first
+    final_peak = records[-1]["peak_mb"]
+    return {
+        "baseline_rss_mb": ready["rss_mb"],
+        "bod_day": {"rows_stored": bod["rows"], "peak_rss_mb": bod["peak_mb"], "rss_after_mb": bod["rss_mb"]},
+        "target_peak_mb": TARGET_PEAK_MB,
+        "peak_target_met": bod["peak_mb"] < TARGET_PEAK_MB,
+        "chunks": len(after),
+        "peak_rss_all_chunks_mb": final_peak,
+        "rss_after_chunk_first_quarter_median_mb": first,
+        "rss_after_chunk_last_quarter_median_mb": last,
+        "growth_mb": growth,
+        "growth_tolerance_mb": GROWTH_TOLERANCE_MB,
+        "not_growing": growth is not None and growth <= GROWTH_TOLERANCE_MB,
+        "per_chunk": after,
+        "samples": [[round(t, 3), round(rss, 1)] for t, rss in samples],
+    }
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(prog="python -m bench.memory", description=__doc__.split("\n")[0])
+    parser.add_argument("--day", type=dt.date.fromisoformat, default=DAY)
+    parser.add_argument("--chunks", type=int, default=100)
+    parser.add_argument("--datasets", default=",".join(DATASETS), help="cycled through, day after day")
+    args = parser.parse_args(argv)
+    report.print_machine()
+    codes = [code.strip().upper() for code in args.datasets.split(",")]
+    with simulator_process(latency_ms=0, scale=1.0) as url:
+        figures = run(url, args.day, codes, args.chunks)
+    print(
+        f"BOD day ({figures['bod_day']['rows_stored']:,} rows stored): peak RSS "
+        f"{figures['bod_day']['peak_rss_mb']:.0f} MB (baseline {figures['baseline_rss_mb']:.0f} MB; "
+        f"target < {TARGET_PEAK_MB} MB: {'met' if figures['peak_target_met'] else 'NOT met'})"
+    )
+    print(
+        f"{figures['chunks']} chunks after it: RSS after a chunk {figures['rss_after_chunk_first_quarter_median_mb']:.0f}"
+        f" -> {figures['rss_after_chunk_last_quarter_median_mb']:.0f} MB (first -> last quarter median), "
+        f"growth {figures['growth_mb']:+.0f} MB (tolerance {GROWTH_TOLERANCE_MB} MB: "
+        f"{'not growing' if figures['not_growing'] else 'GROWING'}); peak over all {figures['peak_rss_all_chunks_mb']:.0f} MB"
+    )
+    report.save("memory", {"day": args.day.isoformat(), "datasets": codes, **figures})
+    from bench import charts
+
+    charts.draw_all()
+    return figures
+
+
+if __name__ == "__main__":
+    main()

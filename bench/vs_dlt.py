@@ -1,0 +1,189 @@
+"""Benchmark 2: our pipeline against dlt, loading the same responses into DuckDB.
+
+    python -m bench.vs_dlt [--datasets FREQ,FUELINST,BOD] [--day 2025-11-05] [--repeats 1]
+
+Three loaders read the same requests from one simulator process (no latency, scale 1.0):
+
+* ours: ``ingest_chunk`` into the local warehouse (typed columns, content hashes, exact
+  duplicates dropped, the day swapped in atomically, coverage recorded; queried by DuckDB);
+* dlt: a ``dlt.resource`` yielding each response's rows (the way dlt is usually fed) with
+  ``write_disposition="merge"`` and ``primary_key`` = the dataset's natural key, into DuckDB;
+* dlt (Arrow): the same resource yielding ``pyarrow`` tables, dlt's fast path.
+
+Each loads the day into an empty destination, then loads it again (the idempotent re-run
+a retry or sweep makes). Rows per second count the rows received, the same for all three.
+dlt's telemetry is switched off and its files go to a temporary folder: nothing leaves
+127.0.0.1. The target ratio is against dlt as usually fed (rows as dicts).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+# Before dlt is imported: no telemetry to dlthub, no ~/.dlt.
+_DLT_HOME = tempfile.mkdtemp(prefix="bench-dlt-home-")
+os.environ["RUNTIME__DLTHUB_TELEMETRY"] = "false"
+os.environ["RUNTIME__LOG_LEVEL"] = "ERROR"
+os.environ["DLT_DATA_DIR"] = _DLT_HOME
+
+import argparse
+import datetime as dt
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import dlt
+import orjson
+import pyarrow as pa
+import requests
+
+from bench import report
+from bench.simulator import simulator_process
+from worker import catalog
+from worker.catalog import Dataset
+from worker.client import ElexonClient, request_windows
+from worker.pipeline import ingest_chunk
+from worker.sinks.local import LocalWarehouse
+
+DAY = dt.date(2025, 11, 5)
+DATASETS = ("FREQ", "FUELINST", "BOD")
+TARGET_RATIO = 3.0
+LOADERS = ("ours", "dlt", "dlt_arrow")
+
+
+def _responses(url: str, dataset: Dataset, day: dt.date) -> Iterator[list[dict[str, Any]]]:
+    """The rows of each request of the day, as the API sends them."""
+    session = requests.Session()
+    for window in request_windows(dataset, day):
+        response = session.get(url + window.path, params=window.params)
+        response.raise_for_status()
+        rows = orjson.loads(response.content)
+        yield rows["data"] if isinstance(rows, dict) else rows
+
+
+def run_ours(url: str, dataset: Dataset, day: dt.date, folder: Path) -> list[dict[str, Any]]:
+    sink, client = LocalWarehouse(folder), ElexonClient(url)
+    loads = []
+    for _ in range(2):
+        started = time.perf_counter()
+        coverage = ingest_chunk(client, sink, dataset, day)
+        seconds = time.perf_counter() - started
+        if coverage.status != "complete":
+            raise RuntimeError(f"{dataset.code} {day}: {coverage.status} ({coverage.reason})")
+        stored = sink.query(f"SELECT count(*) AS n FROM {dataset.table}").column("n")[0].as_py()
+        loads.append({"seconds": seconds, "rows_stored": stored})
+    return loads
+
+
+def run_dlt(url: str, dataset: Dataset, day: dt.date, folder: Path, *, arrow: bool) -> list[dict[str, Any]]:
+    def rows() -> Iterator[Any]:
+        for batch in _responses(url, dataset, day):
+            yield pa.Table.from_pylist(batch) if arrow else batch
+
+    resource = dlt.resource(
+        rows, name=dataset.table, write_disposition="merge", primary_key=list(dataset.natural_key)
+    )
+    pipeline = dlt.pipeline(
+        pipeline_name=f"bench_{dataset.table}",
+        destination=dlt.destinations.duckdb(str(folder / "dlt.duckdb")),
+        dataset_name="bmrs",
+        pipelines_dir=str(folder / "pipelines"),
+    )
+    loads = []
+    for _ in range(2):
+        started = time.perf_counter()
+        pipeline.run(resource())
+        seconds = time.perf_counter() - started
+        with pipeline.sql_client() as client:
+            stored = client.execute_sql(f"SELECT count(*) FROM {dataset.table}")[0][0]
+        loads.append({"seconds": seconds, "rows_stored": stored})
+    return loads
+
+
+def bench_dataset(url: str, dataset: Dataset, day: dt.date, repeats: int) -> dict[str, Any]:
+    received = sum(len(batch) for batch in _responses(url, dataset, day))  # also warms up
+    runners: dict[str, Callable[[Path], list[dict[str, Any]]]] = {
+        "ours": lambda folder: run_ours(url, dataset, day, folder),
+        "dlt": lambda folder: run_dlt(url, dataset, day, folder, arrow=False),
+        "dlt_arrow": lambda folder: run_dlt(url, dataset, day, folder, arrow=True),
+    }
+    runs: dict[str, list[list[dict[str, Any]]]] = {name: [] for name in LOADERS}
+    for _ in range(repeats):
+        for name in LOADERS:
+            folder = Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))
+            try:
+                runs[name].append(runners[name](folder))
+            finally:
+                shutil.rmtree(folder, ignore_errors=True)
+    figures: dict[str, Any] = {"rows_received": received}
+    for name in LOADERS:
+        for index, load in enumerate(("first_load", "reload")):
+            seconds = sorted(run[index]["seconds"] for run in runs[name])
+            median = seconds[len(seconds) // 2]
+            figures.setdefault(name, {})[load] = {
+                "seconds": median,
+                "rows_per_s": received / median,
+                "all_seconds": seconds,
+                "rows_stored": runs[name][0][index]["rows_stored"],
+            }
+    for load in ("first_load", "reload"):
+        ours = figures["ours"][load]["rows_per_s"]
+        figures.setdefault("ratios", {})[load] = {
+            "ours_to_dlt": ours / figures["dlt"][load]["rows_per_s"],
+            "ours_to_dlt_arrow": ours / figures["dlt_arrow"][load]["rows_per_s"],
+        }
+    ratio = figures["ratios"]["first_load"]["ours_to_dlt"]
+    figures["target_ratio"] = TARGET_RATIO
+    figures["target_met"] = ratio >= TARGET_RATIO and figures["ratios"]["reload"]["ours_to_dlt"] >= TARGET_RATIO
+    return figures
+
+
+def print_dataset(code: str, figures: dict[str, Any]) -> None:
+    print(f"\n{code}: {figures['rows_received']:,} rows received")
+    for name, label in (("ours", "ours"), ("dlt", "dlt"), ("dlt_arrow", "dlt (Arrow)")):
+        first, again = figures[name]["first_load"], figures[name]["reload"]
+        print(
+            f"  {label:<12} first load {first['seconds']:8.2f} s {first['rows_per_s']:>10,.0f} rows/s"
+            f" ({first['rows_stored']:,} rows); reload {again['seconds']:8.2f} s "
+            f"{again['rows_per_s']:>10,.0f} rows/s ({again['rows_stored']:,} rows)"
+        )
+    for load in ("first_load", "reload"):
+        ratios = figures["ratios"][load]
+        print(
+            f"  {load.replace('_', ' ')}: ours / dlt = {ratios['ours_to_dlt']:.1f}x, "
+            f"ours / dlt (Arrow) = {ratios['ours_to_dlt_arrow']:.1f}x"
+        )
+    print(f"  target ours >= {TARGET_RATIO:.0f}x dlt: {'met' if figures['target_met'] else 'NOT met'}")
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(prog="python -m bench.vs_dlt", description=__doc__.split("\n")[0])
+    parser.add_argument("--datasets", default=",".join(DATASETS), help="comma-separated codes")
+    parser.add_argument("--day", type=dt.date.fromisoformat, default=DAY)
+    parser.add_argument("--repeats", type=int, default=1, help="runs of each loader (median kept)")
+    args = parser.parse_args(argv)
+    report.print_machine()
+    results: dict[str, Any] = {}
+    try:
+        with simulator_process(latency_ms=0, scale=1.0) as url:
+            for code in args.datasets.split(","):
+                dataset = catalog.get(code.strip().upper())
+                results[dataset.code] = bench_dataset(url, dataset, args.day, args.repeats)
+                print_dataset(dataset.code, results[dataset.code])
+    finally:
+        shutil.rmtree(_DLT_HOME, ignore_errors=True)
+    report.save(
+        "vs_dlt",
+        {"day": args.day.isoformat(), "repeats": args.repeats, "dlt_version": dlt.__version__, "datasets": results},
+    )
+    from bench import charts
+
+    charts.draw_all()
+    return results
+
+
+if __name__ == "__main__":
+    main()

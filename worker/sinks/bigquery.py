@@ -41,6 +41,7 @@ from google.api_core.client_options import ClientOptions
 from google.api_core.retry import exponential_sleep_generator
 from google.cloud import bigquery
 
+from worker.broker import KEY_PREFIX, redis_client
 from worker.catalog import DATASETS, Dataset, get
 from worker.coverage import Coverage
 from worker.dedup import conform
@@ -253,7 +254,7 @@ def open_bigquery(settings: Settings) -> BigQueryWarehouse:
     ledger = None
     lock_client = None
     if settings.broker_url:
-        lock_client = redis.Redis.from_url(settings.broker_url)
+        lock_client = redis_client(settings)
         ledger = LoadLedger(lock_client)
     else:
         log.warning(
@@ -439,7 +440,7 @@ class BigQueryWarehouse(Sink):
         name = f"{self.where.table_id(dataset.table)}:{day.isoformat()}"
         if self.redis is not None:
             return self.redis.lock(  # type: ignore[return-value]
-                f"bmrs:sink-lock:{name}", timeout=LOCK_TTL_S, blocking_timeout=LOCK_WAIT_S,
+                f"{KEY_PREFIX}sink-lock:{name}", timeout=LOCK_TTL_S, blocking_timeout=LOCK_WAIT_S,
                 thread_local=False,
             )
         path = self.lock_dir / "bigquery" / f"{name.replace(':', '_')}.lock"

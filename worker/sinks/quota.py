@@ -40,10 +40,12 @@ from collections.abc import Callable
 
 import redis
 
+from worker.broker import KEY_PREFIX
+
 log = logging.getLogger(__name__)
 
 WINDOW_S = 24 * 3600
-KEY_PREFIX = "bmrs:bq-loads:"
+LEDGER_PREFIX = f"{KEY_PREFIX}bq-loads:"
 
 
 class LoadClass(enum.StrEnum):
@@ -145,7 +147,7 @@ class LoadLedger:
         """Record one load of ``table`` if the budget allows: 0.0, else seconds to wait."""
         now_ms = int(self.clock() * 1000)
         wait_ms, _ = self._script(
-            keys=[KEY_PREFIX + table],
+            keys=[LEDGER_PREFIX + table],
             args=[
                 now_ms,
                 int(self.budget.window_s * 1000),
@@ -182,7 +184,7 @@ class LoadLedger:
 
     def used(self, table: str) -> int:
         """Loads of the table recorded in the current window (for status and tests)."""
-        key = KEY_PREFIX + table
+        key = LEDGER_PREFIX + table
         now_ms = int(self.clock() * 1000)
         return int(self.client.zcount(key, now_ms - int(self.budget.window_s * 1000) + 1, "+inf"))
 

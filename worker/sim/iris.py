@@ -26,6 +26,7 @@ import orjson
 
 from worker.sim.generators import Generator, bucket_floor, generators
 
+LIVE_WINDOW = dt.timedelta(hours=2)
 DEFAULT_DATASETS = ("FUELINST", "FREQ", "BOALF", "PN", "MELS", "MID")
 ROWS_PER_MESSAGE = 60
 DOUBLE_ENCODED = 0.3  # share of bodies JSON-encoded twice, as IRIS often sends them
@@ -72,7 +73,10 @@ class IrisFeed:
         self.dup = dup
         all_generators = generators(seed, scale)
         self.generators: dict[str, Generator] = {code: all_generators[code] for code in datasets}
-        first = bucket_floor(start or dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=2))
+        # Live (no start given): the feed replays the last two hours and never runs ahead of
+        # the clock; a dataset that catches up starts over, which resends rows as IRIS can.
+        self.live = start is None
+        first = bucket_floor(start or dt.datetime.now(dt.timezone.utc) - LIVE_WINDOW)
         self.cursors = {code: _Cursor(first) for code in datasets}
         self.sequence = 0
         self.sent: list[SentMessage] = []
@@ -105,6 +109,8 @@ class IrisFeed:
                 return chunk, cursor.bucket
             cursor.bucket += dt.timedelta(minutes=30)
             cursor.offset = 0
+            if self.live and cursor.bucket > dt.datetime.now(dt.timezone.utc):
+                cursor.bucket = bucket_floor(dt.datetime.now(dt.timezone.utc) - LIVE_WINDOW)
 
     def _message_id(self, code: str, instant: dt.datetime) -> str:
         self.sequence += 1

@@ -21,6 +21,7 @@ from iris_listener.listener import Listener, Source
 from iris_listener.servicebus import ServiceBusSource, client_factory, servicebus_configured
 from worker.broker import broker_url
 from worker.settings import Settings
+from worker.sinks.quota import LoadBudget
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,16 @@ def listener_from_settings(
         retry=Retry(ExponentialWithJitterBackoff(base=0.2, cap=1.0), 2),
         retry_on_error=[redis.ConnectionError, redis.TimeoutError],
     )
+    spacing = LoadBudget().iris_interval_s
+    if settings.sink == "bigquery" and settings.iris_batch_s < spacing:
+        log.warning(
+            "BMRS_IRIS_BATCH_S=%g hands off a dataset more often than BigQuery's load budget "
+            "allows (one stream load per table every %.0f s); batches will wait in the workers. "
+            "Set BMRS_IRIS_BATCH_S=%.0f and BMRS_IRIS_BATCH_MAX=1000 with BMRS_SINK=bigquery.",
+            settings.iris_batch_s,
+            spacing,
+            spacing + 3,
+        )
     hand_off = CeleryHandOff(client, app)
     return Listener(
         source,

@@ -2,7 +2,10 @@
 
 ``store_iris_batch`` is what the listener hands off; it runs with the app's ``acks_late``,
 so a worker lost mid-task has the batch redelivered, and storage loads it once. Transient
-trouble (Redis, a busy day lock, the disk) retries with the app's backoff.
+trouble (Redis, a busy day lock, the disk) retries with the app's backoff; a BigQuery table
+whose daily load budget is spent retries when the budget says it may. Anything else (a
+body gone from Redis, rows the listener's check let through but the worker refuses) fails
+the task loudly: retrying could never help.
 """
 
 from __future__ import annotations
@@ -16,10 +19,10 @@ import redis
 
 from iris_listener.stream import store_batch
 from worker import catalog
-from worker.broker import redis_client
 from worker.celery_app import app
 from worker.settings import get_settings
-from worker.sinks import open_sink
+from worker.sinks.quota import LoadBudgetExhausted
+from worker.tasks import resources
 
 log = logging.getLogger(__name__)
 
@@ -29,20 +32,23 @@ TRANSIENT = (redis.RedisError, filelock.Timeout, OSError)
 @app.task(bind=True, name="iris_listener.tasks.store_iris_batch", max_retries=None)
 def store_iris_batch(self: Any, dataset: str, body_keys: list[str]) -> dict[str, object]:
     """Parse one dataset's batch of IRIS bodies and append its rows per dataset-day."""
-    settings = get_settings()
+    res = resources()
     try:
-        sink, client = open_sink(settings), redis_client(settings)
-        stored = store_batch(sink, client, catalog.get(dataset), body_keys)
+        stored = store_batch(res.sink, res.redis, catalog.get(dataset), body_keys)
+    except LoadBudgetExhausted as exc:
+        # never wait unacknowledged longer than the visibility timeout allows (check_timing)
+        countdown = min(exc.retry_after_s, res.settings.retry_backoff_max_s)
+        raise self.retry(exc=exc, countdown=countdown) from exc
     except TRANSIENT as exc:
-        raise self.retry(exc=exc, countdown=self.backoff_s(self.request.retries, settings)) from exc
+        countdown = self.backoff_s(self.request.retries, res.settings)
+        raise self.retry(exc=exc, countdown=countdown) from exc
     return stored.to_json()
 
 
 @app.task(name="iris_listener.tasks.prune_iris_stream")
 def prune_iris_stream() -> dict[str, list[str]]:
     """Drop stream rows of days the API holds completely and that are past the retention."""
-    settings = get_settings()
-    sink = open_sink(settings)
+    settings, sink = get_settings(), resources().sink
     before = dt.date.today() - dt.timedelta(days=settings.iris_retention_days)
     pruned: dict[str, list[str]] = {}
     for dataset in catalog.DATASETS:

@@ -19,7 +19,6 @@ from tests.support.deploy import (
     celery_conf,
     code_queues,
     compose_bmrs_services,
-    default_soft_time_limit_s,
     env_example_entries,
     interpolated_names,
     load_compose,
@@ -27,6 +26,7 @@ from tests.support.deploy import (
     parse_duration_s,
     run_tool,
     secret_env_names,
+    task_time_limits_s,
     worker_queues,
 )
 
@@ -86,9 +86,9 @@ def test_workers_stop_with_celery_soft_shutdown_inside_their_grace_period(compos
     for name in WORKER_SERVICES:
         service = compose["services"][name]
         assert service["environment"].get("REMAP_SIGTERM") == "SIGQUIT", name
-        soft_limit = float(service["environment"].get("BMRS_TASK_SOFT_TIME_LIMIT_S", default_soft_time_limit_s()))
         grace = parse_duration_s(service["stop_grace_period"])
-        assert grace > soft_limit, f"{name}: stop_grace_period {grace:g}s <= soft time limit {soft_limit:g}s"
+        for setting, limit in task_time_limits_s(service["environment"]).items():
+            assert grace > limit, f"{name}: stop_grace_period {grace:g}s <= {setting} {limit:g}s"
         assert grace > float(conf.worker_soft_shutdown_timeout or 0)
         assert service.get("stop_signal", "SIGTERM") == "SIGTERM"
 

@@ -28,13 +28,13 @@ from tests.support.deploy import (
     by_kind,
     celery_conf,
     code_queues,
-    default_soft_time_limit_s,
     effective_configmap,
     parse_bmrs_args,
     pod_spec,
     render,
     secret_env_names,
     selector_matches,
+    task_time_limits_s,
     worker_queues,
 )
 
@@ -150,9 +150,9 @@ def test_workers_use_celery_soft_shutdown_within_their_grace_period(overlay) -> 
     for deployment, (workload, container) in workers(docs).items():
         env = effective_configmap(docs, workload, container)
         assert env.get("REMAP_SIGTERM") == "SIGQUIT", f"{name}/{deployment}"
-        soft_limit = float(env.get("BMRS_TASK_SOFT_TIME_LIMIT_S", default_soft_time_limit_s()))
         grace = pod_spec(workload)["terminationGracePeriodSeconds"]
-        assert grace > soft_limit, f"{name}/{deployment}: grace {grace}s <= soft time limit {soft_limit:g}s"
+        for setting, limit in task_time_limits_s(env).items():
+            assert grace > limit, f"{name}/{deployment}: grace {grace}s <= {setting} {limit:g}s"
         assert grace > float(conf.worker_soft_shutdown_timeout or 0)
         probe = " ".join(container["livenessProbe"]["exec"]["command"])
         assert re.search(r"celery -A worker\.celery_app inspect ping .*celery@\$HOSTNAME", probe)

@@ -112,8 +112,13 @@ def _type_args(annotation: Any) -> set[Any]:
     return {annotation, *args}
 
 
-def default_soft_time_limit_s() -> float:
-    return float(Settings.model_fields["task_soft_time_limit_s"].default)
+def task_time_limits_s(env: dict[str, str]) -> dict[str, float]:
+    """The soft and hard task time limits a container gets: its environment, else the defaults."""
+    limits = {}
+    for field in ("task_soft_time_limit_s", "task_time_limit_s"):
+        env_name = primary_env_name(field)
+        limits[env_name] = float(env.get(env_name, Settings.model_fields[field].default))
+    return limits
 
 
 @functools.cache

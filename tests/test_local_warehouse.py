@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import multiprocessing
+import os
 import time
 from pathlib import Path
 
@@ -145,3 +146,21 @@ def test_eight_processes_loading_overlapping_chunks_lose_and_duplicate_nothing(d
     assert failures.empty(), failures.get()
     leftovers = [p.name for p in (data_dir / "lake" / "freq").rglob("*") if p.name.endswith(".tmp")]
     assert leftovers == []
+
+
+def test_rewrites_add_generations_and_only_the_current_one_is_read(data_dir: Path) -> None:
+    from worker.sinks.local import RETIRE_AFTER_S, day_parts, retire_superseded
+
+    warehouse = LocalWarehouse(data_dir)
+    for price in (50, 60, 70):
+        load(warehouse, DISEBSP, price_rows(range(1, 5), price=price, created=f"2025-11-{price - 40}T00:00:00Z"))
+    parts = day_parts(warehouse.day_dir(DISEBSP, DAY))
+    assert len(parts) == 3  # superseded files stay while a running query may still read them
+    assert warehouse.query("SELECT count(*) AS n FROM disebsp").to_pylist() == [{"n": 12}]
+    assert warehouse.read_day(DISEBSP, DAY).num_rows == 12
+    now = time.time()
+    os.utime(parts[1], (now - RETIRE_AFTER_S - 5, now - RETIRE_AFTER_S - 5))  # superseded parts[0] long ago
+    assert retire_superseded(parts, now=now) == 1  # parts[1] was superseded just now: kept
+    assert retire_superseded(day_parts(warehouse.day_dir(DISEBSP, DAY)), now=now + RETIRE_AFTER_S + 1) == 1
+    assert day_parts(warehouse.day_dir(DISEBSP, DAY)) == [parts[-1]]
+    assert warehouse.query("SELECT count(*) AS n FROM disebsp").to_pylist() == [{"n": 12}]

@@ -120,6 +120,9 @@ def sweep_gaps(self: Task, lookback_days: int | None = None) -> dict[str, Any]:
     res = resources()
     settings = res.settings
     lookback = lookback_days or settings.sweep_lookback_days
+    removed = res.sink.vacuum()  # the daily sweep is also when superseded files are reclaimed
+    if removed:
+        log.info("gap sweep: %d superseded day files removed", removed)
     due = sweep(res.sink, configured_datasets(settings), current_settlement_day(), lookback)
     if not due:
         log.info("gap sweep (%d days back): nothing to fetch", lookback)

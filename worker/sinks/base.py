@@ -78,6 +78,11 @@ class Sink(abc.ABC):
         returns the days pruned (retention, ``BMRS_IRIS_RETENTION_DAYS``)."""
         raise NotImplementedError(f"{self.name} sink does not prune IRIS stream rows yet")
 
+    def vacuum(self) -> int:
+        """Reclaim storage a sink keeps only for readers' sake (superseded files); how many
+        items were removed. Sinks that replace partitions in place have nothing to do."""
+        return 0
+
     def load_chunk(
         self, dataset: Dataset, day: dt.date, fetched: pa.Table, *, replace: bool = False
     ) -> LoadResult:

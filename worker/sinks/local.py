@@ -3,15 +3,20 @@
 Layout under ``BMRS_DATA_DIR``::
 
     lake/_format.json                         format version of everything below
-    lake/<code>/date=YYYY-MM-DD/data.parquet  the day's rows (all versions, no exact duplicates)
+    lake/<code>/date=YYYY-MM-DD/part-<generation>.parquet  the day's rows (all versions, no
+                                              exact duplicates); the highest generation is current
     lake/<code>/date=YYYY-MM-DD/coverage.json the day's coverage record
     lake/_stream/<code>/date=YYYY-MM-DD/<batch_id>.parquet  IRIS rows, one file per new batch
     locks/<code>/YYYY-MM-DD.lock              per dataset-day file locks
     locks/_stream/<code>/YYYY-MM-DD.lock      per dataset-day stream locks
 
-Many processes may write and read at once: a day is rewritten only under its file lock, and
-always by writing a temporary file beside it and renaming it over the old one, so a reader
-sees the old day or the new day, never a torn file.
+Many processes may write and read at once. A day is rewritten only under its file lock, as a
+new file of the next generation (written to a temporary name, then renamed: never torn).
+Files are never changed in place: a reader resolves each day to its current generation once,
+when its query starts, and reads that immutable file even if a writer moves on meanwhile
+(DuckDB reopens files between planning and scanning, so replacing a file in place made a
+concurrent reader fail on mismatched metadata). Superseded generations are deleted once they
+have been superseded for longer than any query runs (:data:`RETIRE_AFTER_S`).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -39,7 +45,9 @@ from worker.sinks.base import Sink
 from worker.sinks.sql_dialect import DUCKDB
 
 FORMAT_VERSION = 1
-DATA_FILE = "data.parquet"
+PART_PREFIX = "part-"
+# Superseded day files live this long, so queries that resolved them can still read them.
+RETIRE_AFTER_S = 600.0
 COVERAGE_FILE = "coverage.json"
 LOCK_TIMEOUT_S = 600.0
 STREAM_DIR = "_stream"
@@ -101,14 +109,27 @@ class LocalWarehouse(Sink):
         return filelock.FileLock(path, timeout=LOCK_TIMEOUT_S)
 
     def read_day(self, dataset: Dataset, day: dt.date) -> pa.Table | None:
-        path = self.day_dir(dataset, day) / DATA_FILE
-        try:
-            return pq.read_table(path)
-        except FileNotFoundError:
-            return None
+        parts = day_parts(self.day_dir(dataset, day))
+        return pq.read_table(parts[-1]) if parts else None
 
     def write_day(self, dataset: Dataset, day: dt.date, table: pa.Table) -> None:
-        atomic_write(self.day_dir(dataset, day) / DATA_FILE, table=table)
+        """Write the day's next generation (call under the chunk lock), retire old ones."""
+        folder = self.day_dir(dataset, day)
+        parts = day_parts(folder)
+        generation = time.time_ns()
+        if parts:
+            generation = max(generation, _generation(parts[-1]) + 1)
+        atomic_write(folder / f"{PART_PREFIX}{generation:020d}.parquet", table=table)
+        retire_superseded(day_parts(folder))
+
+    def vacuum(self) -> int:
+        """Delete every superseded day file past its grace time; returns how many."""
+        removed = 0
+        for dataset in DATASETS:
+            for folder in (self.lake / dataset.table).glob("date=*"):
+                with self.chunk_lock(dataset, dt.date.fromisoformat(folder.name[5:])):
+                    removed += retire_superseded(day_parts(folder))
+        return removed
 
     def read_coverage(self, dataset: Dataset, days: Iterable[dt.date]) -> dict[dt.date, Coverage]:
         found: dict[dt.date, Coverage] = {}
@@ -126,8 +147,18 @@ class LocalWarehouse(Sink):
 
     def stored_days(self, dataset: Dataset) -> Iterator[dt.date]:
         """Days that have a data file, in order."""
-        for path in sorted((self.lake / dataset.table).glob(f"date=*/{DATA_FILE}")):
-            yield dt.date.fromisoformat(path.parent.name.removeprefix("date="))
+        for folder in sorted((self.lake / dataset.table).glob("date=*")):
+            if day_parts(folder):
+                yield dt.date.fromisoformat(folder.name.removeprefix("date="))
+
+    def current_files(self, dataset: Dataset) -> list[Path]:
+        """The current generation of every stored day of a dataset."""
+        files = []
+        for folder in sorted((self.lake / dataset.table).glob("date=*")):
+            parts = day_parts(folder)
+            if parts:
+                files.append(parts[-1])
+        return files
 
     def stream_dir(self, dataset: Dataset, day: dt.date) -> Path:
         return self.lake / STREAM_DIR / dataset.table / f"date={day.isoformat()}"
@@ -226,12 +257,10 @@ class LocalWarehouse(Sink):
 
     def _create_views(self, con: duckdb.DuckDBPyConnection, dataset: Dataset) -> None:
         table = dataset.table
-        pattern = self.lake / table / f"date=*/{DATA_FILE}"
-        if any((self.lake / table).glob(f"date=*/{DATA_FILE}")):
-            source = (
-                f"read_parquet('{_sql_str(str(pattern))}', union_by_name=true, "
-                "hive_partitioning=false)"
-            )
+        files = self.current_files(dataset)
+        if files:
+            listed = ", ".join(f"'{_sql_str(str(path))}'" for path in files)
+            source = f"read_parquet([{listed}], union_by_name=true, hive_partitioning=false)"
         else:
             empty_name = f"_empty_{table}"
             con.register(empty_name, dataset.storage_schema.empty_table())
@@ -252,3 +281,34 @@ class LocalWarehouse(Sink):
 
 def _sql_str(text: str) -> str:
     return text.replace("'", "''")
+
+
+def day_parts(folder: Path) -> list[Path]:
+    """A day's files, oldest generation first (the names sort by generation)."""
+    try:
+        return sorted(
+            folder / name
+            for name in os.listdir(folder)
+            if name.startswith(PART_PREFIX) and name.endswith(".parquet")
+        )
+    except FileNotFoundError:
+        return []
+
+
+def _generation(path: Path) -> int:
+    return int(path.name[len(PART_PREFIX) : -len(".parquet")])
+
+
+def retire_superseded(parts: list[Path], now: float | None = None) -> int:
+    """Delete files whose successor has existed for :data:`RETIRE_AFTER_S`; returns how many."""
+    now = time.time() if now is None else now
+    removed = 0
+    for older, newer in zip(parts, parts[1:]):
+        try:
+            superseded_for = now - newer.stat().st_mtime
+        except FileNotFoundError:
+            continue
+        if superseded_for > RETIRE_AFTER_S:
+            older.unlink(missing_ok=True)
+            removed += 1
+    return removed

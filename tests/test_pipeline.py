@@ -163,3 +163,18 @@ def test_cli_ingest_gaps_and_query_end_to_end(simulator: str, bmrs_env: pytest.M
     assert "replacementPrice" in row
     bad = runner.invoke(main, ["query", "SELECT * FROM nowhere"])
     assert bad.exit_code == 2 and "query failed" in bad.output
+
+
+def test_configuration_problems_are_one_line_not_a_traceback(bmrs_env: pytest.MonkeyPatch) -> None:
+    runner = CliRunner()
+    bmrs_env.setenv("BMRS_RATE_PER_S", "lots")
+    result = runner.invoke(main, ["gaps", "--start", "2025-01-01", "--end", "2025-01-01"])
+    assert result.exit_code == 2 and "BMRS_RATE_PER_S" in result.output
+    assert "Traceback" not in result.output
+    bmrs_env.delenv("BMRS_RATE_PER_S")
+    bmrs_env.setenv("BMRS_SINK", "bigquery")
+    from worker.settings import get_settings
+
+    get_settings.cache_clear()
+    result = runner.invoke(main, ["query", "SELECT 1"])
+    assert result.exit_code == 2 and "BMRS_BQ_PROJECT is not set" in result.output

@@ -16,7 +16,35 @@ class UserError(click.ClickException):
     exit_code = 2
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class BmrsGroup(click.Group):
+    """Turns configuration problems found while a command starts into one clear line."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        from pydantic import ValidationError
+
+        from worker.sinks.base import SinkConfigError
+        from worker.sinks.local import FormatVersionError
+
+        try:
+            return super().invoke(ctx)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{_setting_name(err['loc'])}: {err['msg']}" for err in exc.errors()
+            )
+            raise UserError(f"invalid settings: {problems}") from None
+        except (SinkConfigError, FormatVersionError) as exc:
+            raise UserError(str(exc)) from None
+
+
+def _setting_name(location: tuple[object, ...]) -> str:
+    name = str(location[0]) if location else "?"
+    return name if name.isupper() else f"BMRS_{name.upper()}"
+
+
+@click.group(
+    cls=BmrsGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 def main() -> None:
     """Keep a complete, duplicate-free copy of Elexon BMRS data."""
 

@@ -35,7 +35,7 @@ from worker.pipeline import ingest_chunk
 from worker.response_report import inspect_response
 from worker.settings import get_settings
 from worker.settlement import days_between
-from worker.sinks import open_sink
+from worker.sinks import QueryError, open_sink
 
 stderr = Console(stderr=True)
 
@@ -172,7 +172,7 @@ def query_command(sql: str, fmt: str) -> None:
     sink = open_sink(get_settings())
     try:
         result = sink.query(sql)
-    except duckdb.Error as exc:
+    except (duckdb.Error, QueryError) as exc:
         raise UserError(f"query failed: {str(exc).splitlines()[0]}") from None
     rows = rows_as_json(result)
     if fmt == "json":

@@ -67,7 +67,20 @@ def test_freq_clock_change_day_spans_25_hours(simulator: str, data_dir: Path) ->
     ).to_pylist()[0]
     assert span["lo"] == dt.datetime(2025, 10, 25, 23, tzinfo=dt.timezone.utc)
     assert span["hi"] == dt.datetime(2025, 10, 26, 23, 59, 45, tzinfo=dt.timezone.utc)
-    assert span["n"] == 25 * 240  # the boundary sample both requests returned is stored once
+    assert span["n"] == 25 * 240
+
+
+def test_boundary_rows_returned_by_both_inclusive_windows_are_stored_once(
+    simulator: str, data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import worker.client
+    from worker.pipeline import fetch_chunk
+
+    monkeypatch.setattr(worker.client, "END_MARGIN", dt.timedelta(0))  # windows share an instant
+    fetched = fetch_chunk(fast_client(simulator), catalog.get("FREQ"), AUTUMN)
+    assert fetched.requests == 2 and fetched.duplicates == 1  # 23:00Z came back twice
+    assert fetched.table.num_rows == 25 * 240
+    assert fetched.other_days == 1  # next day's first sample, returned by the inclusive end
 
 
 def test_faulty_api_still_gives_complete_duplicate_free_days(

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+END_MARGIN = dt.timedelta(seconds=1)
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 USER_AGENT = "bmrs-cluster/0.1 (+https://github.com/; ingestion of public BMRS data)"
 
@@ -98,8 +99,12 @@ def request_windows(dataset: Dataset, day: dt.date) -> list[RequestWindow]:
     cursor = start
     while cursor < end:
         stop = min(cursor + dataset.max_window, end)
+        # The API's windows include their end, and its times are whole seconds: ending one
+        # second early keeps the next window's first instant (a whole period of BOD rows)
+        # out of this response instead of downloading it twice.
+        last = stop - END_MARGIN
         windows.append(
-            RequestWindow(dataset.endpoint, {low: _iso(cursor), high: _iso(stop)}, cursor, stop)
+            RequestWindow(dataset.endpoint, {low: _iso(cursor), high: _iso(last)}, cursor, last)
         )
         cursor = stop
     return windows

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -118,12 +119,21 @@ def test_many_batches_are_compacted_without_losing_or_doubling_rows(
 ) -> None:
     monkeypatch.setattr(local, "STREAM_COMPACT_FILES", 4)
     sink = LocalWarehouse(data_dir)
+    reader = None
     for minute in range(0, 50, 5):
+        if minute == 15:
+            reader = sink.connect()  # resolves the first three batch files, then compaction runs
         batch = table_of(FUELINST, [fuel_row(minute), fuel_row(0)])
         sink.append_stream(FUELINST, DAY, batch, digest(batch))
-    assert len(list(sink.stream_dir(FUELINST, DAY).glob("*.parquet"))) <= 4
-    stored = sink.read_stream_day(FUELINST, DAY)
-    assert stored.num_rows == 10
+    folder = sink.stream_dir(FUELINST, DAY)
+    assert len(local.stream_current(local.stream_parts(folder))) <= 4
+    assert sink.read_stream_day(FUELINST, DAY).num_rows == 10
+    assert len(unified_rows(sink, "fuelinst")) == 10
+    # superseded files stay while readers may hold them: the earlier reader still reads
+    assert reader.execute("SELECT count(*) FROM fuelinst_unified").fetchone() == (3,)
+    assert len(local.stream_parts(folder)) > len(local.stream_current(local.stream_parts(folder)))
+    local.retire_stream(folder, now=time.time() + local.RETIRE_AFTER_S + 1)
+    assert local.stream_parts(folder) == local.stream_current(local.stream_parts(folder))
     assert len(unified_rows(sink, "fuelinst")) == 10
 
 
@@ -132,11 +142,19 @@ def test_retention_drops_stream_days_only_when_the_api_day_is_complete_and_old(
 ) -> None:
     sink = LocalWarehouse(data_dir)
     days = [DAY - dt.timedelta(days=2), DAY - dt.timedelta(days=1), DAY]
-    for day in days:
-        batch = table_of(FUELINST, [fuel_row(0)])
+    for minute, day in enumerate(days):
+        batch = table_of(FUELINST, [fuel_row(minute)])
         sink.append_stream(FUELINST, day, batch, f"b{day}")
     sink.write_coverage(Coverage(dataset="FUELINST", date=days[0], status="complete", rows=1))
     sink.write_coverage(Coverage(dataset="FUELINST", date=days[1], status="partial", rows=1))
     sink.write_coverage(Coverage(dataset="FUELINST", date=days[2], status="complete", rows=1))
+    reader = sink.connect()  # resolved the day's files before the prune
     assert sink.prune_stream(FUELINST, before=DAY) == [days[0]]
     assert list(sink.stream_days(FUELINST)) == days[1:]
+    assert reader.execute("SELECT count(*) FROM fuelinst_unified").fetchone() == (3,)
+    assert sink.query("SELECT count(*) AS n FROM fuelinst_unified").column("n")[0].as_py() == 2
+    assert sink.vacuum() == 0  # the pruned day's files wait out the readers' grace time
+    local.retire_stream(
+        sink.stream_dir(FUELINST, days[0]), now=time.time() + local.RETIRE_AFTER_S + 1
+    )
+    assert not sink.stream_dir(FUELINST, days[0]).exists()

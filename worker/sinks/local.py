@@ -6,7 +6,7 @@ Layout under ``BMRS_DATA_DIR``::
     lake/<code>/date=YYYY-MM-DD/part-<generation>.parquet  the day's rows (all versions, no
                                               exact duplicates); the highest generation is current
     lake/<code>/date=YYYY-MM-DD/coverage.json the day's coverage record
-    lake/_stream/<code>/date=YYYY-MM-DD/<batch_id>.parquet  IRIS rows, one file per new batch
+    lake/_stream/<code>/date=YYYY-MM-DD/<seq>-batch-<batch_id>.parquet  IRIS rows, per new batch
     locks/<code>/YYYY-MM-DD.lock              per dataset-day file locks
     locks/_stream/<code>/YYYY-MM-DD.lock      per dataset-day stream locks
 
@@ -39,7 +39,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from worker.catalog import DATASETS, Dataset, get
-from worker.coverage import Coverage, digest
+from worker.coverage import Coverage
 from worker.dedup import conform, drop_duplicates
 from worker.sinks.base import Sink
 from worker.sinks.sql_dialect import DUCKDB
@@ -129,6 +129,9 @@ class LocalWarehouse(Sink):
             for folder in (self.lake / dataset.table).glob("date=*"):
                 with self.chunk_lock(dataset, dt.date.fromisoformat(folder.name[5:])):
                     removed += retire_superseded(day_parts(folder))
+            for folder in (self.lake / STREAM_DIR / dataset.table).glob("date=*"):
+                with self.stream_lock(dataset, dt.date.fromisoformat(folder.name[5:])):
+                    removed += retire_stream(folder)
         return removed
 
     def read_coverage(self, dataset: Dataset, days: Iterable[dt.date]) -> dict[dt.date, Coverage]:
@@ -170,73 +173,78 @@ class LocalWarehouse(Sink):
 
     def read_stream_day(self, dataset: Dataset, day: dt.date) -> pa.Table | None:
         """Every stream row stored for a day (each distinct row once), or None."""
-        files = sorted(self.stream_dir(dataset, day).glob("*.parquet"))
+        files = stream_current(stream_parts(self.stream_dir(dataset, day)))
         if not files:
             return None
         parts = [conform(dataset, pq.read_table(path)) for path in files]
         return drop_duplicates(pa.concat_tables(parts))[0]
 
     def append_stream(self, dataset: Dataset, day: dt.date, table: pa.Table, batch_id: str) -> bool:
-        """Write the batch's rows the day's stream lacks as ``<batch_id>.parquet``.
+        """Write the batch's rows the day's stream lacks as ``<seq>-batch-<batch_id>.parquet``.
 
         Idempotent twice over: a batch id already written is skipped, and rows whose hash
         the day already holds are dropped, so a message redelivered inside a different
         batch still lands once. The lock serialises writers of the same day only.
         """
         folder = self.stream_dir(dataset, day)
-        target = folder / f"{batch_id}.parquet"
-        if target.exists():
-            return False
         with self.stream_lock(dataset, day):
-            if target.exists():
+            parts = stream_parts(folder)
+            if any(path.name.endswith(f"-batch-{batch_id}.parquet") for path in parts):
                 return False
+            current = stream_current(parts)
             fresh, _ = drop_duplicates(conform(dataset, table))
-            files = sorted(folder.glob("*.parquet"))
-            if files:
+            if current:
                 held = pa.concat_tables(
-                    [pq.read_table(path, columns=["_hash_key"]) for path in files]
+                    [pq.read_table(path, columns=["_hash_key"]) for path in current]
                 ).column("_hash_key")
                 fresh = fresh.filter(pc.invert(pc.is_in(fresh.column("_hash_key"), held)))
             if fresh.num_rows == 0:
                 return False
-            atomic_write(target, table=fresh)
-            if len(files) + 1 > STREAM_COMPACT_FILES:
+            atomic_write(folder / _stream_name(parts, f"batch-{batch_id}"), table=fresh)
+            if len(current) + 1 > STREAM_COMPACT_FILES:
                 self._compact_stream(dataset, day)
+            retire_stream(folder)
             return True
 
     def _compact_stream(self, dataset: Dataset, day: dt.date) -> None:
-        """Merge a day's batch files into one (call under the stream lock).
+        """Merge a day's current files into one that supersedes them (under the stream lock).
 
-        The merged file is in place before the old ones go, so a crash in between leaves
-        duplicates on disk (which the views and the next append ignore), never a loss.
+        Nothing is deleted here: readers that resolved the old files keep reading them, and
+        :func:`retire_stream` removes them once they have been superseded long enough.
         """
         folder = self.stream_dir(dataset, day)
-        files = sorted(folder.glob("*.parquet"))
         merged = self.read_stream_day(dataset, day)
-        if merged is None:
-            return
-        name = f"compact-{digest(merged)}.parquet"
-        atomic_write(folder / name, table=merged)
-        for path in files:
-            if path.name != name:
-                path.unlink(missing_ok=True)
+        if merged is not None:
+            atomic_write(folder / _stream_name(stream_parts(folder), "compact"), table=merged)
 
     def stream_days(self, dataset: Dataset) -> Iterator[dt.date]:
         """Days that hold stream rows, in order."""
-        for path in sorted((self.lake / STREAM_DIR / dataset.table).glob("date=*")):
-            if any(path.glob("*.parquet")):
-                yield dt.date.fromisoformat(path.name.removeprefix("date="))
+        for folder in sorted((self.lake / STREAM_DIR / dataset.table).glob("date=*")):
+            if stream_current(stream_parts(folder)):
+                yield dt.date.fromisoformat(folder.name.removeprefix("date="))
+
+    def current_stream_files(self, dataset: Dataset) -> list[Path]:
+        """The files holding a dataset's current stream rows, every day."""
+        files: list[Path] = []
+        for folder in sorted((self.lake / STREAM_DIR / dataset.table).glob("date=*")):
+            files.extend(stream_current(stream_parts(folder)))
+        return files
 
     def prune_stream(self, dataset: Dataset, *, before: dt.date) -> list[dt.date]:
         """Drop the stream rows of days before ``before`` whose API chunk is complete:
-        the API history now holds that day, so ``<code>_unified`` no longer needs them."""
+        the API history now holds that day, so ``<code>_unified`` no longer needs them.
+
+        A ``pruned`` marker supersedes the day's files; they go once readers are done."""
         candidates = [day for day in self.stream_days(dataset) if day < before]
         coverage = self.read_coverage(dataset, candidates)
         pruned = []
         for day in candidates:
             if day in coverage and coverage[day].status == "complete":
+                folder = self.stream_dir(dataset, day)
                 with self.stream_lock(dataset, day):
-                    shutil.rmtree(self.stream_dir(dataset, day), ignore_errors=True)
+                    marker = folder / _stream_name(stream_parts(folder), PRUNED)
+                    atomic_write(marker, table=dataset.storage_schema.empty_table())
+                    retire_stream(folder)
                 pruned.append(day)
         return pruned
 
@@ -267,12 +275,10 @@ class LocalWarehouse(Sink):
             source = empty_name
         con.execute(f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM {source}")
         con.execute(f"CREATE OR REPLACE VIEW {table}_latest AS {DUCKDB.latest_sql(dataset, table)}")
-        stream_pattern = self.lake / STREAM_DIR / table / "date=*/*.parquet"
-        if any((self.lake / STREAM_DIR / table).glob("date=*/*.parquet")):
-            stream = (
-                f"read_parquet('{_sql_str(str(stream_pattern))}', union_by_name=true, "
-                "hive_partitioning=false)"
-            )
+        stream_files = self.current_stream_files(dataset)
+        if stream_files:
+            listed = ", ".join(f"'{_sql_str(str(path))}'" for path in stream_files)
+            stream = f"read_parquet([{listed}], union_by_name=true, hive_partitioning=false)"
             unified = DUCKDB.unified_sql(dataset, table, stream)
         else:
             unified = f"SELECT * FROM {table}"
@@ -312,3 +318,69 @@ def retire_superseded(parts: list[Path], now: float | None = None) -> int:
             older.unlink(missing_ok=True)
             removed += 1
     return removed
+
+
+# Stream files are named <seq>-<kind>[-<batch id>].parquet, seq increasing under the day's
+# stream lock. A "compact" file holds every row of the files before it; a "pruned" marker
+# (no rows) drops them. Readers read the files after the last of either (and the compact).
+PRUNED = "pruned"
+
+
+def stream_parts(folder: Path) -> list[Path]:
+    """A stream day's files in write order."""
+    try:
+        names = os.listdir(folder)
+    except FileNotFoundError:
+        return []
+    return sorted(
+        folder / n for n in names if n.endswith(".parquet") and n[:1].isdigit() and "-" in n
+    )
+
+
+def _stream_kind(path: Path) -> str:
+    return path.stem.split("-", 2)[1]
+
+
+def _stream_name(parts: list[Path], kind: str) -> str:
+    seq = time.time_ns()
+    if parts:
+        seq = max(seq, int(parts[-1].stem.split("-", 1)[0]) + 1)
+    return f"{seq:020d}-{kind}.parquet"
+
+
+def _last_boundary(parts: list[Path]) -> int | None:
+    for index in range(len(parts) - 1, -1, -1):
+        if _stream_kind(parts[index]) in ("compact", PRUNED):
+            return index
+    return None
+
+
+def stream_current(parts: list[Path]) -> list[Path]:
+    """The files a reader reads: from the last compact file on (after a pruned marker)."""
+    boundary = _last_boundary(parts)
+    if boundary is None:
+        return parts
+    skip = 1 if _stream_kind(parts[boundary]) == PRUNED else 0
+    return parts[boundary + skip :]
+
+
+def retire_stream(folder: Path, now: float | None = None) -> int:
+    """Delete files superseded for :data:`RETIRE_AFTER_S` (and a day pruned that long);
+    returns how many files went."""
+    parts = stream_parts(folder)
+    boundary = _last_boundary(parts)
+    if boundary is None:
+        return 0
+    now = time.time() if now is None else now
+    try:
+        superseded_for = now - parts[boundary].stat().st_mtime
+    except FileNotFoundError:
+        return 0
+    if superseded_for <= RETIRE_AFTER_S:
+        return 0
+    if boundary == len(parts) - 1 and _stream_kind(parts[boundary]) == PRUNED:
+        shutil.rmtree(folder, ignore_errors=True)  # no reader has had a file here since
+        return len(parts)
+    for path in parts[:boundary]:
+        path.unlink(missing_ok=True)
+    return boundary

@@ -34,6 +34,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from bench import report
 from bench.simulator import simulator_process
 from worker import catalog
@@ -97,7 +99,8 @@ def run_workers(workers: int, days: int, latency_ms: float, rate: float) -> dict
     access_log = folder / "access.jsonl"
     children: list[Child] = []
     try:
-        with simulator_process(latency_ms=latency_ms, scale=1.0, access_log=access_log) as url:
+        with simulator_process(latency_ms=latency_ms, scale=1.0, access_log=access_log) as simulator:
+            url = simulator.url
             broker_url = f"redis://127.0.0.1:{free_port()}/0"
             env = {**os.environ, **_settings(folder / "data", broker_url, url, rate)}
             redis_port = int(broker_url.rsplit(":", 1)[1].split("/")[0])
@@ -118,19 +121,44 @@ def run_workers(workers: int, days: int, latency_ms: float, rate: float) -> dict
             jobs = JobStore(store)
             first, last = FIRST_DAY, FIRST_DAY + dt.timedelta(days=days - 1)
             chosen = [catalog.get(code) for code in DATASETS]
+            roles = {"simulator": [simulator.pid], "redis": [children[0].process.pid],
+                     "workers": [child.process.pid for child in children[1:]]}
+            cpu_before = _cpu_seconds(roles)
             submitted = time.time()
             job_id = submit_backfill(app, jobs, chosen, first, last)
             _wait(lambda: jobs.progress(job_id).finished, "the backfill job", JOB_TIMEOUT_S, children)
             finished = time.time()
+            cpu_after = _cpu_seconds(roles)
+            cpu = {role: cpu_after[role] - cpu_before[role] for role in roles}
             progress = jobs.progress(job_id, detail=True).to_json()
             for child in reversed(children):
                 child.stop()
             children.clear()
-        return _figures(workers, progress, submitted, finished, access_log, rate)
+        figures = _figures(workers, progress, submitted, finished, access_log, rate)
+        figures["cpu_cores_used"] = {role: seconds / (finished - submitted) for role, seconds in cpu.items()}
+        return figures
     finally:
         for child in reversed(children):
             child.stop()
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _cpu_seconds(roles: dict[str, list[int]]) -> dict[str, float]:
+    """CPU seconds used so far by each role's processes and their (pool) children, ended or not."""
+    used = {}
+    for role, pids in roles.items():
+        total = 0.0
+        for pid in pids:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process = psutil.Process(pid)
+                for member in [process, *process.children(recursive=True)]:
+                    with contextlib.suppress(psutil.NoSuchProcess):
+                        times = member.cpu_times()
+                        total += times.user + times.system
+                        if member is process:
+                            total += times.children_user + times.children_system
+        used[role] = total
+    return used
 
 
 def _arrivals(access_log: Path) -> list[float]:
@@ -191,7 +219,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             f"  {workers} worker(s): {figures['chunks']} dataset-days in {figures['seconds']:.1f} s = "
             f"{figures['dataset_days_per_minute']:.0f}/min; {figures['requests']} requests at "
             f"{figures['achieved_requests_per_s']:.1f} req/s ({figures['budget_share']:.0%} of the budget, "
-            f"busiest second {figures['busiest_second_requests']}); {figures['failed']} failed"
+            f"busiest second {figures['busiest_second_requests']}); {figures['failed']} failed; CPU cores used: "
+            + ", ".join(f"{role} {cores:.2f}" for role, cores in figures["cpu_cores_used"].items())
         )
     saturated = max(runs, key=lambda run: run["achieved_requests_per_s"])
     met = saturated["budget_share"] >= TARGET_SHARE

@@ -216,7 +216,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     report.print_machine()
     results: dict[str, Any] = {}
-    with simulator_process(latency_ms=0, scale=1.0) as url:
+    with simulator_process(latency_ms=0, scale=1.0) as simulator:
+        url = simulator.url
         for code in args.datasets.split(","):
             dataset = catalog.get(code.strip().upper())
             results[dataset.code] = bench_dataset(url, dataset, args.day, args.repeats)

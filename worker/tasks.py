@@ -28,6 +28,7 @@ from worker.dispatch import (
 )
 from worker.fetch_lock import ChunkBusyError
 from worker.settings import get_settings
+from worker.sinks.quota import LoadBudgetExhausted
 from worker.settlement import current_settlement_day, parse_day
 from worker.sweep import configured_datasets, sweep
 
@@ -62,6 +63,11 @@ def ingest_chunk(
     except ChunkBusyError as exc:
         log.info("%s", exc)
         raise self.retry(countdown=random.uniform(*BUSY_RETRY_S)) from None
+    except LoadBudgetExhausted as exc:
+        # Not a failure: BigQuery's daily load quota says when to come back; no attempt spent.
+        # Capped so the countdown stays inside the broker's visibility timeout.
+        log.warning("%s", exc)
+        raise self.retry(countdown=min(exc.retry_after_s, res.settings.retry_backoff_max_s)) from None
     # Anything else is treated as transient: API retries ran out, Redis, a time limit, the disk.
     except Exception as exc:  # noqa: BLE001
         settings = res.settings

@@ -217,9 +217,11 @@ class AccessLog:
 
     def write(self, method: str, target: str, status: int, duration_s: float) -> None:
         parts = urlsplit(target)
-        now = dt.datetime.now(settlement.UTC)
+        # Arrival time, not completion: rate budgets are about when requests reach the API,
+        # and a slow response must not look like a burst when it finally completes.
+        arrived = dt.datetime.now(settlement.UTC) - dt.timedelta(seconds=duration_s)
         line = {
-            "time": now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z",
+            "time": arrived.strftime("%Y-%m-%dT%H:%M:%S.") + f"{arrived.microsecond // 1000:03d}Z",
             "method": method,
             "path": parts.path,
             "query": parts.query,

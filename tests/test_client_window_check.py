@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from worker import catalog
-from worker.client import inside_window, request_windows, rows_inside
+from worker.client import RequestWindow, inside_window, request_windows, rows_inside
 
 DAY = dt.date(2025, 11, 5)
 
@@ -48,19 +48,21 @@ def _check(dataset: catalog.Dataset, field: str, values: list[Any], windows: lis
 @pytest.mark.parametrize("code", ["BOD", "FREQ", "MID", "REMIT"])
 def test_time_windows_keep_what_inside_window_keeps(code: str) -> None:
     dataset = catalog.get(code)
-    windows = request_windows(dataset, DAY)[:3]
-    # A window within one UTC date and one across midnight (where text and time order part).
-    assert any(w.start.date() != w.end.date() for w in windows) or dataset.max_window < dt.timedelta(days=1)
-    _check(dataset, dataset.time_field or "", INSTANTS, windows)
+    # The client's own windows, and one across UTC midnight (where text and time order part).
+    across = RequestWindow(dataset.endpoint, {}, dt.datetime(2025, 11, 4, 23, tzinfo=dt.UTC),
+                           dt.datetime(2025, 11, 5, 23, tzinfo=dt.UTC))
+    _check(dataset, dataset.time_field or "", INSTANTS, [*request_windows(dataset, DAY)[:3], across])
 
 
-def test_hourly_windows_keep_their_edges_and_drop_the_rest() -> None:
+def test_an_hourly_window_keeps_its_own_instants_and_drops_the_rest() -> None:
     dataset = catalog.get("BOD")
     window = next(w for w in request_windows(dataset, DAY) if w.start.hour == 1)
     rows = [{"timeFrom": value} for value in INSTANTS[:8]]
     kept, outside = rows_inside(dataset, window, rows)
-    assert [row["timeFrom"] for row in kept] == INSTANTS[:2] + [INSTANTS[4]]
-    assert outside == 5
+    # 01:00:00 up to the window's last instant (01:59:59), whatever the client's margin.
+    expected = [v for v in INSTANTS[:8] if "2025-11-05T01:00:00Z" <= v <= window.end.strftime("%Y-%m-%dT%H:%M:%SZ")]
+    assert [row["timeFrom"] for row in kept] == expected and "2025-11-05T01:30:00Z" in expected
+    assert outside == 8 - len(expected)
 
 
 @pytest.mark.parametrize("code", ["FUELINST", "DISEBSP"])

@@ -159,7 +159,7 @@ def test_workers_use_celery_soft_shutdown_within_their_grace_period(overlay) -> 
 
 
 def test_beat_and_the_iris_listener_run_exactly_once(overlay) -> None:
-    name, docs = overlay
+    _, docs = overlay
     deployments = by_kind(docs, "Deployment")
     for workload, container in bmrs_containers(docs):
         if container["args"][0] in ("beat", "listen"):
@@ -171,7 +171,7 @@ def test_beat_and_the_iris_listener_run_exactly_once(overlay) -> None:
 
 
 def test_flower_is_a_service_with_basic_auth_from_a_secret(overlay) -> None:
-    name, docs = overlay
+    _, docs = overlay
     service = by_kind(docs, "Service")["flower"]
     deployment = by_kind(docs, "Deployment")["flower"]
     assert selector_matches(service["spec"]["selector"], deployment["spec"]["template"]["metadata"]["labels"])
@@ -248,7 +248,7 @@ def test_hpa_alternative_targets_the_worker_deployments_on_cpu() -> None:
 
 
 def test_redis_is_a_statefulset_with_persistence_a_password_and_noeviction(overlay) -> None:
-    name, docs = overlay
+    _, docs = overlay
     redis = by_kind(docs, "StatefulSet")["redis"]
     container = pod_spec(redis)["containers"][0]
     script = container["command"][-1]
@@ -261,7 +261,7 @@ def test_redis_is_a_statefulset_with_persistence_a_password_and_noeviction(overl
 
 
 def test_only_the_clusters_pods_and_keda_reach_redis(overlay) -> None:
-    name, docs = overlay
+    _, docs = overlay
     redis_labels = pod_spec_labels(by_kind(docs, "StatefulSet")["redis"])
     policies = [p for p in by_kind(docs, "NetworkPolicy").values()
                 if selector_matches(p["spec"]["podSelector"]["matchLabels"], redis_labels)]
@@ -287,7 +287,7 @@ def pod_spec_labels(workload: dict[str, Any]) -> dict[str, str]:
 
 
 def test_services_select_pods_that_exist(overlay) -> None:
-    name, docs = overlay
+    _, docs = overlay
     templates = [pod_spec_labels(w) for kind in ("Deployment", "StatefulSet") for w in by_kind(docs, kind).values()]
     for service in by_kind(docs, "Service").values():
         assert any(selector_matches(service["spec"]["selector"], labels) for labels in templates), service["metadata"]
@@ -301,7 +301,7 @@ def test_everything_lives_in_one_namespace(overlay) -> None:
 
 
 def test_google_credentials_come_from_a_secret_mount(overlay) -> None:
-    name, docs = overlay
+    _, docs = overlay
     for workload, container in bmrs_containers(docs):
         if container["args"][0] not in ("worker", "beat", "listen"):
             continue

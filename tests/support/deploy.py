@@ -62,7 +62,8 @@ def tool(name: str) -> str:
 def run_tool(*args: str, cwd: Path = ROOT, input_text: str | None = None) -> subprocess.CompletedProcess[str]:
     """Run a validator offline and capture what it says."""
     return subprocess.run(
-        [tool(args[0]), *args[1:]], cwd=cwd, input=input_text, capture_output=True, text=True, timeout=120
+        [tool(args[0]), *args[1:]], check=False, cwd=cwd, input=input_text, capture_output=True, text=True,
+        timeout=120,
     )
 
 
@@ -173,7 +174,7 @@ def pyproject() -> dict[str, Any]:
     return tomllib.loads((ROOT / "pyproject.toml").read_text())
 
 
-def parse_duration_s(text: str | int | float) -> float:
+def parse_duration_s(text: str | float) -> float:
     """A compose duration (``1m30s``, ``1560s``) or a plain number of seconds."""
     if isinstance(text, int | float):
         return float(text)
@@ -209,8 +210,9 @@ def compose_bmrs_services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def env_example_entries() -> list[tuple[str, str, bool]]:
     """(name, value, active) per assignment in .env.example; commented ones are inactive."""
-    from dotenv import dotenv_values
     from io import StringIO
+
+    from dotenv import dotenv_values
 
     entries: list[tuple[str, str, bool]] = []
     for line in ENV_EXAMPLE.read_text().splitlines():

@@ -125,6 +125,9 @@ def create_app(settings: Settings) -> Celery:
         task_soft_time_limit=settings.task_soft_time_limit_s,
         task_time_limit=settings.task_time_limit_s,
         worker_max_tasks_per_child=settings.max_tasks_per_child,
+        # Soft shutdown: on a stop, running chunks get this long to finish; what is still
+        # running then is requeued (acks_late), never lost.
+        worker_soft_shutdown_timeout=settings.worker_soft_shutdown_s,
         worker_concurrency=settings.worker_concurrency,
         # Each queue its own direct exchange and key, so a message lands in exactly one.
         task_queues=[

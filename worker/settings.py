@@ -83,6 +83,9 @@ class Settings(BaseSettings):
     worker_concurrency: int | None = Field(
         None, ge=1, description="Processes per worker (default: the CPU count)"
     )
+    worker_soft_shutdown_s: float = Field(
+        60.0, ge=0, description="On SIGTERM, seconds running chunks get to finish before requeue"
+    )
     task_max_retries: int = Field(
         5, ge=0, description="Retries of a chunk after a transient error, then recorded failed"
     )

@@ -155,9 +155,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"(tolerance {GROWTH_TOLERANCE_MB} MB: {'not growing' if figures['not_growing'] else 'GROWING'})"
     )
     report.save("memory", {"day": args.day.isoformat(), "datasets": codes, **figures})
-    from bench import charts
+    from bench import charts, summary
 
     charts.draw_all()
+    summary.update_readme()
     return figures
 
 

@@ -20,6 +20,7 @@ from typing import Any
 import psutil
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+_load_at_start: float | None = None
 LIBRARIES = ("pyarrow", "duckdb", "orjson", "requests", "urllib3", "dlt", "celery", "redis", "psutil")
 
 
@@ -49,7 +50,7 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "libraries": {name: _version(name) for name in LIBRARIES},
         "redis_server": _redis_server_version(),
-        # Other work on the machine skews every figure: the 1-minute load when this ran.
+        # Other work on the machine skews every figure: the 1-minute load average now.
         "load_average_1m": round(os.getloadavg()[0], 2),
     }
 
@@ -71,7 +72,7 @@ def save(name: str, figures: dict[str, Any]) -> Path:
         "benchmark": name,
         "run_utc": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "command": " ".join(["python", "-m", _main_module(name), *sys.argv[1:]]),
-        "machine": machine(),
+        "machine": {**machine(), "load_average_1m_at_start": _load_at_start},
         **figures,
     }
     path = RESULTS_DIR / f"{name}.json"
@@ -86,7 +87,10 @@ def _main_module(name: str) -> str:
 
 
 def print_machine() -> None:
+    """Say where the figures come from (call at the start: it notes the load then)."""
+    global _load_at_start
     info = machine()
+    _load_at_start = info["load_average_1m"]
     libs = ", ".join(f"{k} {v}" for k, v in info["libraries"].items() if v)
     print(
         f"machine: {info['cpu_affinity']} cores ({info['cpu_model']}), {info['memory_gib']} GiB, "

@@ -243,9 +243,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "target_met": met,
         },
     )
-    from bench import charts
+    from bench import charts, summary
 
     charts.draw_all()
+    summary.update_readme()
     return {"runs": runs}
 
 

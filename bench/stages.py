@@ -223,9 +223,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             results[dataset.code] = bench_dataset(url, dataset, args.day, args.repeats)
             print_dataset(dataset.code, results[dataset.code])
     report.save("stages", {"day": args.day.isoformat(), "repeats": args.repeats, "datasets": results})
-    from bench import charts
+    from bench import charts, summary
 
     charts.draw_all()
+    summary.update_readme()
     return results
 
 

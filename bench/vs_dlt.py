@@ -210,9 +210,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "vs_dlt",
         {"day": args.day.isoformat(), "repeats": args.repeats, "dlt_version": _dlt_version(), "datasets": results},
     )
-    from bench import charts
+    from bench import charts, summary
 
     charts.draw_all()
+    summary.update_readme()
     return results
 
 

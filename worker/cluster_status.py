@@ -14,6 +14,7 @@ import redis
 from celery import Celery
 
 from beat.scheduler import current_holder
+from iris_listener.status import iris_status
 from worker import freshness
 from worker.broker import broker_problem, broker_url, masked_url, redis_client
 from worker.catalog import Dataset
@@ -92,6 +93,7 @@ def gather(settings: Settings, app: Celery, sink: Sink, *, jobs_shown: int = 5) 
         "beat": None,
         "datasets": [],
         "jobs": [],
+        "iris": None,
     }
     alerted: dict[str, dict[str, Any]] = {}
     if problem is None:
@@ -101,6 +103,7 @@ def gather(settings: Settings, app: Celery, sink: Sink, *, jobs_shown: int = 5) 
         status["unacked"] = client.hlen(_UNACKED_KEY)
         status["beat"] = current_holder(client)
         alerted = freshness.stored_states(client)
+        status["iris"] = iris_status(client)
         store = JobStore(client)
         for job_id in store.recent(jobs_shown):
             try:

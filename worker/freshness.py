@@ -29,6 +29,7 @@ from worker.sinks.base import Sink
 log = logging.getLogger(__name__)
 
 STATE_KEY = KEY_PREFIX + "freshness"
+IRIS_SILENCE_KEY = KEY_PREFIX + "iris-silence-alerted"
 # Days searched backwards from today for the newest row.
 SEARCH_DAYS = 3
 SWEEP_CADENCE = dt.timedelta(days=1)
@@ -140,6 +141,26 @@ def record_and_alert(
                 for r in results
             },
         )
+    if webhook and alerts:
+        post_alert(webhook, alerts)
+    return alerts
+
+
+def record_iris_silence(
+    client: redis.Redis, silence: str | None, webhook: str | None = None
+) -> list[str]:
+    """Alert once when IRIS falls silent (``silence`` is the listener's alert line) and once
+    when messages flow again, like the per-dataset alerts."""
+    was_silent = client.get(IRIS_SILENCE_KEY) is not None
+    alerts: list[str] = []
+    if silence and not was_silent:
+        log.warning(silence)
+        alerts.append(silence)
+        client.set(IRIS_SILENCE_KEY, silence)
+    elif was_silent and not silence:
+        alerts.append("IRIS messages are arriving again")
+        log.info(alerts[-1])
+        client.delete(IRIS_SILENCE_KEY)
     if webhook and alerts:
         post_alert(webhook, alerts)
     return alerts

@@ -16,6 +16,7 @@ from typing import Any
 
 from celery import Task
 
+from iris_listener.status import silence_alert
 from worker import catalog, freshness
 from worker.celery_app import ClusterTask, app
 from worker.dispatch import (
@@ -158,4 +159,5 @@ def check_freshness(self: Task) -> dict[str, Any]:
     results = freshness.assess(res.sink, configured_datasets(settings))
     webhook = settings.alert_webhook.get_secret_value() if settings.alert_webhook else None
     alerts = freshness.record_and_alert(res.redis, results, webhook)
+    alerts += freshness.record_iris_silence(res.redis, silence_alert(res.redis), webhook)
     return {"stale": [r.dataset for r in results if r.stale], "alerts": len(alerts)}

@@ -282,12 +282,30 @@ def _print_status(status: dict[str, Any]) -> None:
             f"{error['date']}: {error['reason']}" if error else "",
         )
     console.print(table)
+    _print_iris(console, status.get("iris"))
     for job in status["jobs"]:
         state = "finished" if job["finished"] else f"{job['pending']} pending"
         console.print(
             f"job {job['job_id']} ({job['kind']}, {job['created_utc']}): {job['done']} done, "
             f"{job['failed']} failed, {state}"
         )
+
+
+def _print_iris(console: Console, iris: dict[str, Any] | None) -> None:
+    """The IRIS listener and, per dataset, its last message time and rate."""
+    if iris is None:
+        return
+    listener = iris["listener"]
+    if not listener and not iris["datasets"]:
+        console.print("IRIS: no listener has reported (start `bmrs listen`, or `bmrs up`)")
+        return
+    source = listener.get("source", "?") if listener else "not running"
+    console.print(f"IRIS listener: {source}" + (f" [red]{iris['alert']}[/red]" if iris["alert"] else ""))
+    table = Table("IRIS dataset", "last message (UTC)", "age", "messages/min")
+    for code, entry in iris["datasets"].items():
+        table.add_row(code, entry["last_message_utc"], _age(int(entry["age_s"])), f"{entry['messages_per_min']:g}")
+    if iris["datasets"]:
+        console.print(table)
 
 
 @main.command("config")

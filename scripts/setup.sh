@@ -5,7 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-apt_packages=(redis-server)
+# redis-server: broker for tests and `bmrs up`; gcc: python-qpid-proton (the test AMQP broker)
+# builds from source where PyPI has no wheel for the platform.
+apt_packages=(redis-server gcc)
 missing=()
 for pkg in "${apt_packages[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

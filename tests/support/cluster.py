@@ -106,8 +106,34 @@ class ChunkCluster:
             except redis.ConnectionError:  # a test restarting Redis
                 return False
 
-        wait_for(finished, timeout, f"job {job_id}", self)  # type: ignore[arg-type]
+        try:
+            wait_for(finished, timeout, f"job {job_id}", self)  # type: ignore[arg-type]
+        except pytest.fail.Exception as exc:
+            pytest.fail(f"{exc}\n--- broker\n{self.broker_state(job_id)}")
         return self.store.progress(job_id, detail=True)
+
+    def broker_state(self, job_id: str) -> str:
+        """Where a job's pending chunks are: queued, unacknowledged, locked, or nowhere."""
+        client = self.redis_server.client()
+        pending = [
+            chunk.decode()
+            for chunk, raw in client.hgetall(self.store._key(job_id, "chunks")).items()
+            if orjson.loads(raw)["state"] == "pending"
+        ]
+        queued = [m for q in ("backfill", "realtime") for m in client.lrange(q, 0, -1)]
+        unacked = list(client.hgetall("unacked").values())
+        lines = [f"pending chunks: {pending}"]
+        for chunk in pending:
+            code, day = chunk.split("/")
+            needle = f'"dataset": "{code}", "day": "{day}"'.encode()
+            lines.append(
+                f"  {chunk}: queued {sum(needle in m for m in queued)}, "
+                f"unacked {sum(needle in m for m in unacked)}, "
+                f"fetch lock {client.get(f'bmrs:fetch:{code}:{day}')!r}"
+            )
+        lines.append(f"unacked_mutex ttl: {client.pttl('unacked_mutex')} ms")
+        lines.append(f"unacked_index: {client.zrange('unacked_index', 0, -1, withscores=True)}")
+        return "\n".join(lines)
 
     def requests(self) -> list[dict[str, Any]]:
         """The simulator's access log, each entry with ``arrived`` (seconds) added."""

@@ -34,8 +34,13 @@ def drop_duplicates(table: pa.Table) -> tuple[pa.Table, int]:
     firsts = indexed.group_by("h", use_threads=False).aggregate([("i", "min")]).column("i_min")
     if len(firsts) == table.num_rows:
         return table, 0
-    keep = pc.sort_indices(firsts)
-    return table.take(pc.take(firsts, keep)), table.num_rows - len(firsts)
+    dropped = table.num_rows - len(firsts)
+    ordered = pc.take(firsts, pc.sort_indices(firsts))
+    if pc.max(ordered).as_py() == len(ordered) - 1:
+        # The first k rows are the distinct ones (a re-load: everything fetched is already
+        # stored): a zero-copy slice instead of a copy of the whole day.
+        return table.slice(0, len(ordered)), dropped
+    return table.take(ordered), dropped
 
 
 def unite(dataset: Dataset, existing: pa.Table | None, fetched: pa.Table) -> tuple[pa.Table, int]:

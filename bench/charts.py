@@ -98,22 +98,28 @@ def draw_stages(stages: dict[str, Any]) -> Path:
 
 
 def draw_scaling(scaling: dict[str, Any]) -> Path:
-    runs = scaling["runs"]
-    workers = [run["workers"] for run in runs]
     figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4.2))
-    left.plot(workers, [run["dataset_days_per_minute"] for run in runs], marker="o")
+    budget = scaling["budget_requests_per_s"]
+    groups: dict[int, list[dict[str, Any]]] = {}
+    for run in scaling["runs"]:
+        groups.setdefault(run.get("threads", 0), []).append(run)
+    for threads, runs in sorted(groups.items()):
+        label = f"{threads} threads per process" if threads else "1 pool process each"
+        workers = [run["workers"] for run in runs]
+        left.plot(workers, [run["dataset_days_per_minute"] for run in runs], marker="o", label=label)
+        right.plot(workers, [run["achieved_requests_per_s"] for run in runs], marker="o", label=label)
+    ticks = sorted({run["workers"] for run in scaling["runs"]})
     left.set_xlabel("worker processes")
     left.set_ylabel("dataset-days per minute")
-    left.set_xticks(workers)
-    budget = scaling["budget_requests_per_s"]
-    right.plot(workers, [run["achieved_requests_per_s"] for run in runs], marker="o", label="achieved")
+    left.set_xticks(ticks)
+    left.legend(loc="lower right", fontsize=8)
     right.axhline(budget, color="#8c8c8c", label=f"budget {budget:g} req/s")
     right.axhline(budget * scaling["target_share"], color="#c44e52", linestyle="--", label="90% of budget")
     right.set_xlabel("worker processes")
     right.set_ylabel("requests/s seen by the API")
-    right.set_xticks(workers)
+    right.set_xticks(ticks)
     right.set_ylim(0, budget * 1.15)
-    right.legend(loc="lower right")
+    right.legend(loc="lower right", fontsize=8)
     figure.suptitle(
         f"{scaling['days']}-day backfill of {', '.join(scaling['datasets'])}, "
         f"{scaling['latency_ms']:.0f} ms latency\n{_stamp(scaling)}",

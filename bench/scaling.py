@@ -1,6 +1,7 @@
 """Benchmark 3: a 30-day backfill on 1, 2, 4 and 8 worker processes under a request budget.
 
     python -m bench.scaling [--workers 1,2,4,8] [--days 30] [--latency-ms 200] [--rate 20]
+                            [--threads 4] [--thread-workers 1,2] [--check-rate 10]
 
 For each worker count, from scratch: a redis-server (append-only, as in production), the
 simulator in its own process answering every request after ``--latency-ms``, N ``bmrs worker
@@ -15,9 +16,12 @@ the limit: the achieved rate at least 90% of it.
 ``burst / rate`` seconds plus a 100 ms guard, so a burst of half the rate could use at most
 ``10 / 0.6 = 16.7`` of 20 requests per second whatever the number of workers.
 
-Each worker is one process with one pool process (``-c 1``); a chunk already overlaps its next
-request with its parsing (``worker.pipeline.one_request_ahead``), and a thread pool per
-worker is not used: the client's ``requests.Session`` is per process, not per thread.
+Each worker is one process with one pool process (``-c 1``). A chunk overlaps its next request
+with its parsing (``worker.pipeline.one_request_ahead``), but these four datasets take one
+request per day, so a worker waits out each 200 ms; extra runs (``--threads``, default 4 on
+1 and 2 workers) use Celery's thread pool, the concurrency that helps I/O-bound chunks. A last
+run (``--check-rate``) gives the most workers a budget this machine's CPU can outrun, to show
+how much of a budget the shared limiter itself uses when the budget is the only limit.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import datetime as dt
 import json
 import os
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -93,8 +98,22 @@ def _wait(check: Any, what: str, timeout_s: float, children: list[Child]) -> Non
         time.sleep(0.2)
 
 
-def run_workers(workers: int, days: int, latency_ms: float, rate: float) -> dict[str, Any]:
-    """One backfill on a fresh cluster of ``workers`` processes; its figures."""
+def _worker_argv(index: int, threads: int) -> list[str]:
+    """``bmrs worker`` with one pool process; with ``threads``, the same app on Celery's thread
+    pool (``bmrs worker`` has no pool option, so Celery's own command starts it)."""
+    name = f"bench{index}@%h"
+    if not threads:
+        return [*bmrs_argv(), "worker", "-Q", "backfill", "-c", "1", "-n", name]
+    return [
+        sys.executable, "-m", "celery", "-A", "worker.celery_app:app", "worker", "-P", "threads",
+        "-c", str(threads), "-Q", "backfill", "-n", name, "--without-gossip", "--without-mingle",
+        "--loglevel", "WARNING",
+    ]
+
+
+def run_workers(workers: int, days: int, latency_ms: float, rate: float, threads: int = 0) -> dict[str, Any]:
+    """One backfill on a fresh cluster of ``workers`` processes (each with ``threads`` threads,
+    or one pool process if 0); its figures."""
     folder = Path(tempfile.mkdtemp(prefix=f"bench-scaling-{workers}-"))
     access_log = folder / "access.jsonl"
     children: list[Child] = []
@@ -112,8 +131,9 @@ def run_workers(workers: int, days: int, latency_ms: float, rate: float) -> dict
             store = redis_client(settings)
             _wait(store.ping, "redis-server", 20, children)
             for i in range(1, workers + 1):
-                argv = [*bmrs_argv(), "worker", "-Q", "backfill", "-c", "1", "-n", f"bench{i}@%h"]
-                child = Child(f"worker{i}", argv, folder / f"worker{i}.log", essential=True, stop_timeout_s=30)
+                child = Child(
+                    f"worker{i}", _worker_argv(i, threads), folder / f"worker{i}.log", essential=True, stop_timeout_s=30
+                )
                 child.start(env)
                 children.append(child)
             app = create_app(settings)
@@ -135,6 +155,7 @@ def run_workers(workers: int, days: int, latency_ms: float, rate: float) -> dict
                 child.stop()
             children.clear()
         figures = _figures(workers, progress, submitted, finished, access_log, rate)
+        figures["threads"] = threads
         figures["cpu_cores_used"] = {role: seconds / (finished - submitted) for role, seconds in cpu.items()}
         return figures
     finally:
@@ -205,27 +226,49 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--latency-ms", type=float, default=200)
     parser.add_argument("--rate", type=float, default=20, help="the shared request budget (req/s)")
+    parser.add_argument("--threads", type=int, default=4, help="threads per process in the extra runs (0: none)")
+    parser.add_argument("--thread-workers", default="1,2", help="worker counts of the runs with threads")
+    parser.add_argument(
+        "--check-rate", type=float, default=10,
+        help="a budget the CPU can outrun, for one more run with the most workers (0: skip)",
+    )
     args = parser.parse_args(argv)
     report.print_machine()
     print(
         f"{args.days}-day backfill of {', '.join(DATASETS)}; simulator latency {args.latency_ms:.0f} ms; "
         f"budget {args.rate:g} req/s (burst {max(1, round(args.rate))})"
     )
+    configurations = [(int(n), 0) for n in args.workers.split(",")]
+    if args.threads:
+        configurations += [(int(n), args.threads) for n in args.thread_workers.split(",")]
     runs = []
-    for workers in (int(n) for n in args.workers.split(",")):
-        figures = run_workers(workers, args.days, args.latency_ms, args.rate)
+    for workers, threads in configurations:
+        figures = run_workers(workers, args.days, args.latency_ms, args.rate, threads)
         runs.append(figures)
+        shape = f"{workers} worker(s)" + (f" x {threads} threads" if threads else "")
         print(
-            f"  {workers} worker(s): {figures['chunks']} dataset-days in {figures['seconds']:.1f} s = "
+            f"  {shape}: {figures['chunks']} dataset-days in {figures['seconds']:.1f} s = "
             f"{figures['dataset_days_per_minute']:.0f}/min; {figures['requests']} requests at "
             f"{figures['achieved_requests_per_s']:.1f} req/s ({figures['budget_share']:.0%} of the budget, "
             f"busiest second {figures['busiest_second_requests']}); {figures['failed']} failed; CPU cores used: "
             + ", ".join(f"{role} {cores:.2f}" for role, cores in figures["cpu_cores_used"].items())
         )
+    check = None
+    if args.check_rate:
+        # A budget this machine's CPU can outrun: the share of it used shows what the shared
+        # limiter itself leaves unused when it, not the CPU, is the limit.
+        most = max(workers for workers, _ in configurations)
+        check = run_workers(most, args.days, args.latency_ms, args.check_rate)
+        print(
+            f"  {most} worker(s) under a {args.check_rate:g} req/s budget: {check['achieved_requests_per_s']:.1f} req/s "
+            f"({check['budget_share']:.0%} of it, busiest second {check['busiest_second_requests']})"
+        )
     saturated = max(runs, key=lambda run: run["achieved_requests_per_s"])
     met = saturated["budget_share"] >= TARGET_SHARE
     print(
-        f"at saturation ({saturated['workers']} workers): {saturated['budget_share']:.0%} of the budget "
+        f"at saturation ({saturated['workers']} workers"
+        + (f" x {saturated['threads']} threads" if saturated["threads"] else "")
+        + f"): {saturated['budget_share']:.0%} of the budget "
         f"(target >= {TARGET_SHARE:.0%}: {'met' if met else 'NOT met'})"
     )
     report.save(
@@ -238,6 +281,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "budget_requests_per_s": args.rate,
             "burst": max(1, round(args.rate)),
             "runs": runs,
+            "budget_bound_check": check,
             "saturation_share": saturated["budget_share"],
             "target_share": TARGET_SHARE,
             "target_met": met,

@@ -85,18 +85,26 @@ def _scaling(result: dict[str, Any]) -> list[str]:
         "",
         _machine(result),
         "",
-        "| worker processes | dataset-days | seconds | dataset-days/min | requests/s | share of budget | busiest second | CPU cores used (workers / simulator / redis) |",
-        "|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| worker processes | pool per process | dataset-days | seconds | dataset-days/min | requests/s | share of budget | busiest second | CPU cores used (workers / simulator / redis) |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for run in result["runs"]:
         cpu = run.get("cpu_cores_used", {})
         lines.append(
-            f"| {run['workers']} | {run['chunks']} | {run['seconds']:.1f} | {run['dataset_days_per_minute']:.0f} | "
+            f"| {run['workers']} | {(str(run['threads']) + ' threads') if run.get('threads') else '1 process'} | {run['chunks']} | {run['seconds']:.1f} | {run['dataset_days_per_minute']:.0f} | "
             f"{run['achieved_requests_per_s']:.1f} | {run['budget_share']:.0%} | {run['busiest_second_requests']} | "
             f"{cpu.get('workers', 0):.2f} / {cpu.get('simulator', 0):.2f} / {cpu.get('redis', 0):.2f} |"
         )
     verdict = "met" if result["target_met"] else "**not met**"
     lines += ["", f"At saturation {result['saturation_share']:.0%} of the budget (target >= 90%: {verdict})."]
+    check = result.get("budget_bound_check")
+    if check:
+        lines.append(
+            f"With a budget of {check['budget_requests_per_s']:g} req/s instead, {check['workers']} workers use "
+            f"{check['achieved_requests_per_s']:.1f} req/s = **{check['budget_share']:.0%}** of it (busiest second "
+            f"{check['busiest_second_requests']}; CPU cores used: workers {check['cpu_cores_used']['workers']:.2f}, "
+            f"simulator {check['cpu_cores_used']['simulator']:.2f})."
+        )
     return lines
 
 
@@ -107,13 +115,13 @@ def _memory(result: dict[str, Any]) -> list[str]:
         "",
         _machine(result),
         "",
-        (f"- BOD day ({bod['rows_stored']:,} rows stored): peak RSS **{bod['peak_rss_mb']:.0f} MB** "
-        f"(baseline {result['baseline_rss_mb']:.0f} MB; target < {result['target_peak_mb']} MB: "
+        (f"- BOD day ({bod['rows_stored']:,} rows stored): peak RSS **{bod['peak_rss_mb']:.0f} MB** loading it, "
+        f"**{bod.get('reload_peak_rss_mb', 0):.0f} MB** loading it again over the stored day (baseline {result['baseline_rss_mb']:.0f} MB; target < {result['target_peak_mb']} MB: "
         f"{'met' if result['peak_target_met'] else '**not met**'})"),
         (f"- then {result['chunks']} consecutive chunks ({', '.join(result['datasets'])}, day after day): RSS after "
         f"a chunk between {result['rss_after_chunk_min_mb']:.0f} and {result['rss_after_chunk_max_mb']:.0f} MB, "
         f"trend {result['rss_trend_over_chunks_mb']:+.0f} MB over the {result['chunks']} chunks, peak "
-        f"{result['peak_rss_all_chunks_mb']:.0f} MB ({result['peak_growth_after_bod_day_mb']:+.0f} MB after the BOD day): "
+        f"{result['peak_rss_all_chunks_mb']:.0f} MB ({result['peak_growth_after_bod_day_mb']:+.0f} MB after the BOD day twice): "
         f"{'not growing' if result['not_growing'] else '**growing**'} (tolerance {result['growth_tolerance_mb']} MB)"),
     ]
 

@@ -26,10 +26,11 @@ import contextvars
 import importlib.util
 import logging
 import random
+import threading
 from collections.abc import Iterator
 from typing import Any
 
-from celery import Celery, Task, signals
+from celery import Celery, Task, bootsteps, signals
 from kombu import Exchange, Queue
 
 from worker import logs
@@ -207,4 +208,32 @@ class ClusterTask(Task):
         return random.uniform(ceiling / 2, ceiling)
 
 
+class RecoverLostChunks(bootsteps.StartStopStep):
+    """After each (re)connect to the broker, re-send chunks Redis lost while it was down.
+
+    A consumer step's ``start`` runs on every connection, which is exactly when a message can
+    have been lost (see :mod:`worker.recovery`); the pass runs in a thread after a short delay
+    so that it never holds up consuming.
+    """
+
+    requires = {"celery.worker.consumer.tasks:Tasks"}
+    DELAY_S = 5.0
+
+    def start(self, consumer: Any) -> None:
+        timer = threading.Timer(self.DELAY_S, self._recover, args=(consumer.app,))
+        timer.daemon = True
+        timer.start()
+
+    @staticmethod
+    def _recover(celery_app: Celery) -> None:
+        from worker.broker import redis_client
+        from worker.recovery import recover_once
+
+        try:
+            recover_once(celery_app, redis_client(get_settings()))
+        except Exception:  # noqa: BLE001 - a failed pass is retried at the next reconnect
+            log.exception("lost-chunk recovery failed; the daily gap sweep remains the backstop")
+
+
 app = create_app(get_settings())
+app.steps["consumer"].add(RecoverLostChunks)

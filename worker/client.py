@@ -157,7 +157,8 @@ def rows_inside(dataset: Dataset, window: RequestWindow, rows: list[Any]) -> tup
     """
     # Separators sit at every third character from the fifth: "--" and "--T::Z".
     if window.dates is not None:
-        field, low, high = "settlementDate", window.dates[0].isoformat(), window.dates[1].isoformat()
+        field = "settlementDate"
+        low, high = window.dates[0].isoformat(), window.dates[1].isoformat()
         length, separators = 10, "--"
     elif dataset.time_field is not None:
         field, low, high = dataset.time_field, _iso(window.start), _iso(window.end)

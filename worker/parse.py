@@ -34,6 +34,11 @@ log = logging.getLogger(__name__)
 IGNORED_FIELDS = frozenset({"dataset"})
 
 _drift_reported: set[tuple[str, str]] = set()
+# What Arrow raises for a value of the wrong type (a JSON object where a number belongs raises
+# "not implemented"): each becomes a SchemaError naming the value.
+_CONVERSION_ERRORS = (
+    pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, TypeError, ValueError
+)
 
 
 class SchemaError(ValueError):
@@ -66,7 +71,7 @@ def _typed_column(dataset: Dataset, name: str, arrow_type: pa.DataType, values: 
         if pa.types.is_list(arrow_type):
             return _nested_column(arrow_type, values)
         return pa.array(values, arrow_type)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, TypeError, ValueError) as exc:
+    except _CONVERSION_ERRORS as exc:
         bad = _first_bad(values, arrow_type)
         raise SchemaError(
             f"{dataset.code}: field {name!r} expects {arrow_type}, got {bad!r} ({exc})"
@@ -100,7 +105,7 @@ def _first_bad(values: list[Any], arrow_type: pa.DataType) -> Any:
             continue
         try:
             _typed_scalar_ok(value, arrow_type)
-        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, TypeError, ValueError):
+        except _CONVERSION_ERRORS:
             return value
     return values[0] if values else None
 
@@ -142,7 +147,9 @@ def parse_rows(
     if drift:
         extra = pa.array(
             [
-                orjson.dumps({k: row[k] for k in drift if k in row}, option=orjson.OPT_SORT_KEYS).decode()
+                orjson.dumps(
+                    {k: row[k] for k in drift if k in row}, option=orjson.OPT_SORT_KEYS
+                ).decode()
                 if any(k in row for k in drift)
                 else None
                 for row in rows
@@ -151,7 +158,7 @@ def parse_rows(
         )
     else:
         extra = pa.nulls(n, pa.string())
-    stamp = ingested_utc or dt.datetime.now(dt.timezone.utc)
+    stamp = ingested_utc or dt.datetime.now(dt.UTC)
     table = table.append_column("_day", partition_days(dataset, table))
     table = table.append_column("_hash_key", hash_rows(dataset, table))
     table = table.append_column("_ingested_utc", pa.repeat(pa.scalar(stamp, TS), n))
@@ -225,7 +232,8 @@ def _canonical_nested(value: Any) -> Any:
 def hash_rows(dataset: Dataset, table: pa.Table) -> pa.StringArray:
     """SHA-256 (hex) of each row's canonical JSON (see the module docstring)."""
     sha = hashlib.sha256
-    return pa.array([sha(row).hexdigest() for row in canonical_rows(dataset, table).to_pylist()], pa.string())
+    rows = canonical_rows(dataset, table).to_pylist()
+    return pa.array([sha(row).hexdigest() for row in rows], pa.string())
 
 
 def canonical_rows(dataset: Dataset, table: pa.Table) -> pa.BinaryArray:
@@ -256,7 +264,7 @@ def _canonical_json_column(column: pa.Array) -> pa.BinaryArray:
         # (a JSON number never holds a comma).
         values = column.to_pylist()
         text = pa.array(orjson.dumps(values)[1:-1].split(b",") if values else [], pa.binary())
-    elif pa.types.is_string(kind) and not pc.any(pc.match_substring_regex(column, r'["\\\x00-\x1f]')).as_py():
+    elif pa.types.is_string(kind) and not _needs_escapes(column):
         # Nothing to escape: the JSON string is the text in quotes.
         text = pc.binary_join_element_wise('"', column, '"', "")
     else:
@@ -266,6 +274,11 @@ def _canonical_json_column(column: pa.Array) -> pa.BinaryArray:
             [dumps(_canonical_nested(value)) for value in column.to_pylist()], pa.binary()
         )
     return pc.fill_null(text.cast(pa.binary()), pa.scalar(b"null", pa.binary()))
+
+
+def _needs_escapes(column: pa.Array) -> bool:
+    """Whether any string holds what JSON escapes: a quote, a backslash, a control character."""
+    return bool(pc.any(pc.match_substring_regex(column, r'["\\\x00-\x1f]')).as_py())
 
 
 def canonical_json(dataset: Dataset, row: dict[str, Any]) -> bytes:

@@ -112,8 +112,15 @@ class ServiceBusTestBroker(MessagingHandler):
         self._injector.trigger(ApplicationEvent("broker_pump"))
 
     def drop_connections(self) -> None:
-        """Close every client connection, as a network failure would (locks are lost)."""
-        self._injector.trigger(ApplicationEvent("broker_drop"))
+        """Close every client connection, as a network failure would (locks are lost).
+
+        Returns once the broker has dropped them, so a message sent afterwards can only go
+        to a connection made after the drop, never to one being closed.
+        """
+        dropped = threading.Event()
+        self._injector.trigger(ApplicationEvent("broker_drop", subject=dropped))
+        if not dropped.wait(10):
+            raise RuntimeError("test Service Bus broker did not drop its connections")
 
     def counts(self) -> dict[str, int]:
         with self._mutex:
@@ -144,8 +151,14 @@ class ServiceBusTestBroker(MessagingHandler):
         self._container.stop()
 
     def on_broker_drop(self, event) -> None:
+        # Closing locally fires none of the closing/disconnected callbacks below, so the
+        # links are forgotten (their locked messages requeued) here, before the close.
+        connections = {link.connection for link in self._senders}
         for link in list(self._senders):
-            link.connection.close()
+            self._forget_link(link)
+        for connection in connections:
+            connection.close()
+        event.subject.set()
 
     def on_connection_opening(self, event) -> None:
         self.connections += 1
@@ -172,6 +185,14 @@ class ServiceBusTestBroker(MessagingHandler):
         for link in list(self._senders):
             if link.connection is event.connection:
                 self._forget_link(link)
+
+    def on_connection_closed(self, event) -> None:
+        for link in list(self._senders):
+            if link.connection is event.connection:
+                self._forget_link(link)
+
+    def on_link_closed(self, event) -> None:
+        self._forget_link(event.link)
 
     def on_disconnected(self, event) -> None:
         for link in list(self._senders):
@@ -277,6 +298,8 @@ class ServiceBusTestBroker(MessagingHandler):
     def _pump(self) -> None:
         with self._mutex:
             for link in self._senders:
+                if not link.connection.state & Endpoint.LOCAL_ACTIVE:
+                    continue  # a connection being closed: its deliveries would be lost
                 while self._ready and link.credit > 0 and link.state & Endpoint.LOCAL_ACTIVE:
                     message = self._ready.popleft()
                     # The SDK reads the 16-byte tag as the lock token, UUID(bytes_le=tag);

@@ -53,7 +53,7 @@ def _stages(result: dict[str, Any]) -> list[str]:
 
 def _vs_dlt(result: dict[str, Any]) -> list[str]:
     lines = [
-        f"### 2. Against dlt {result.get('dlt_version', '')}, {result['day']} (rows/s; median of {result['repeats']} run(s))",
+        f"### 2. Against dlt {result.get('dlt_version', '')}, {result['day']} (rows/s; median of {result['repeats']} runs, one for a loader over a minute)",
         "",
         _machine(result),
         "",
@@ -141,16 +141,51 @@ def _iris(result: dict[str, Any]) -> list[str]:
     ]
 
 
+def _targets(results: dict[str, dict[str, Any] | None]) -> list[str]:
+    """One line per target of issue 7: what was asked, what the latest run measured."""
+    rows = []
+    stages, vs_dlt, scaling, memory = (results.get(n) for n in ("stages", "vs_dlt", "scaling", "memory"))
+    if stages:
+        worst = min(stages["datasets"].items(), key=lambda item: item[1]["ratio_pipeline_to_bare"])
+        ratios = ", ".join(f"{c} {f['ratio_pipeline_to_bare']:.2f}" for c, f in stages["datasets"].items())
+        rows.append(("end to end >= 0.5 x bare minimum rows/s", ratios, worst[1]["ratio_pipeline_to_bare"] >= 0.5))
+    if vs_dlt:
+        worst_dlt = min(
+            min(f["ratios"][k]["ours_to_dlt"] for k in ("first_load", "reload")) for f in vs_dlt["datasets"].values()
+        )
+        rows.append(("ours >= 3x dlt rows/s", f"lowest of all days and loads {worst_dlt:.1f}x", worst_dlt >= 3))
+    if memory:
+        bod = memory["bod_day"]
+        peak = max(bod["peak_rss_mb"], bod.get("reload_peak_rss_mb", 0))
+        rows.append(("peak RSS on the BOD day < 600 MB", f"{peak:.0f} MB", peak < 600))
+        rows.append((
+            "RSS not growing over 100 chunks",
+            f"trend {memory['rss_trend_over_chunks_mb']:+.0f} MB, peak {memory['peak_growth_after_bod_day_mb']:+.0f} MB",
+            memory["not_growing"],
+        ))
+    if scaling:
+        rows.append((
+            ">= 90% of the request budget used at saturation",
+            f"{scaling['saturation_share']:.0%}",
+            scaling["target_met"],
+        ))
+    lines = ["| target | latest | |", "|---|---|---|"]
+    lines += [f"| {target} | {measured} | {'met' if ok else '**not met**'} |" for target, measured, ok in rows]
+    return lines
+
+
 def render() -> str:
     sections: list[list[str]] = []
+    results = {name: load(name) for name in ("stages", "vs_dlt", "scaling", "memory", "iris")}
     for name, render_one in (
         ("stages", _stages), ("vs_dlt", _vs_dlt), ("scaling", _scaling), ("memory", _memory), ("iris", _iris)
     ):
-        result = load(name)
+        result = results[name]
         if result is not None:
             sections.append(render_one(result))
     charts = sorted(p.name for p in (README.parent / "results").glob("*.png"))
     body = ["## Latest figures", "", "Generated from `bench/results/*.json` by `python -m bench.summary`.", ""]
+    body += [*_targets(results), ""]
     for lines in sections:
         body += [*lines, ""]
     body += ["Charts: " + ", ".join(f"[{name}](results/{name})" for name in charts), ""]

@@ -11,7 +11,8 @@ from tests.support.redis import RedisServer
 from worker.celery_app import create_app
 from worker.dispatch import publish_chunks
 from worker.jobs import JobStore
-from worker.recovery import UNACKED_KEY, chunks_in_flight, pending_chunks, requeue_lost_chunks
+from worker.broker import UNACKED_KEY
+from worker.recovery import chunks_in_flight, requeue_lost_chunks
 from worker.settings import Settings
 
 DAY = dt.date(2025, 9, 3)
@@ -33,7 +34,7 @@ def test_only_chunks_that_are_nowhere_are_re_sent(redis_server: RedisServer, tmp
     assert chunks_in_flight(client) == {("FREQ", DAY), ("MID", DAY), ("BOALF", DAY)}
     assert requeue_lost_chunks(app, store, settle_s=0) == 1
     assert chunks_in_flight(client) == {("FREQ", DAY), ("MID", DAY), ("BOALF", DAY), ("FUELINST", DAY)}
-    assert pending_chunks(store, job_id) == {("FREQ", DAY), ("MID", DAY), ("BOALF", DAY), ("FUELINST", DAY)}
+    assert store.pending(job_id) == {("FREQ", DAY), ("MID", DAY), ("BOALF", DAY), ("FUELINST", DAY)}
     assert requeue_lost_chunks(app, store, settle_s=0) == 0  # nothing is re-sent twice
 
 

@@ -20,6 +20,10 @@ from worker.settings import Settings
 # Used when BMRS_BROKER_URL is unset; `bmrs up` starts a redis-server there.
 DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"
 KEY_PREFIX = "bmrs:"
+# How kombu's Redis transport lays messages out: a queue's priorities 3, 6 and 9 live in
+# lists beside it, and messages a worker has taken wait in one hash until acknowledged.
+QUEUE_PRIORITY_SUFFIXES = ("", "\x06\x163", "\x06\x166", "\x06\x169")
+UNACKED_KEY = "unacked"
 
 # Commands ride out a Redis restart of up to about half a minute before failing.
 _RETRIES = 20

@@ -16,7 +16,14 @@ from celery import Celery
 from beat.scheduler import current_holder
 from iris_listener.status import iris_status
 from worker import freshness
-from worker.broker import broker_problem, broker_url, masked_url, redis_client
+from worker.broker import (
+    QUEUE_PRIORITY_SUFFIXES,
+    UNACKED_KEY,
+    broker_problem,
+    broker_url,
+    masked_url,
+    redis_client,
+)
 from worker.catalog import Dataset
 from worker.celery_app import QUEUES
 from worker.jobs import JobStore, UnknownJobError
@@ -25,19 +32,16 @@ from worker.settlement import current_settlement_day
 from worker.sinks import Sink
 from worker.sweep import configured_datasets, sweep_window
 
-# kombu's Redis transport keeps priorities 3, 6 and 9 of a queue in lists beside it.
-_PRIORITY_SUFFIXES = ("", "\x06\x163", "\x06\x166", "\x06\x169")
-_UNACKED_KEY = "unacked"
 
 
 def queue_depths(client: redis.Redis) -> dict[str, int]:
     """Messages waiting in each queue (not those already taken by a worker)."""
     pipe = client.pipeline()
     for queue in QUEUES:
-        for suffix in _PRIORITY_SUFFIXES:
+        for suffix in QUEUE_PRIORITY_SUFFIXES:
             pipe.llen(queue + suffix)
     counts = pipe.execute()
-    step = len(_PRIORITY_SUFFIXES)
+    step = len(QUEUE_PRIORITY_SUFFIXES)
     return {queue: sum(counts[i * step : (i + 1) * step]) for i, queue in enumerate(QUEUES)}
 
 
@@ -100,7 +104,7 @@ def gather(settings: Settings, app: Celery, sink: Sink, *, jobs_shown: int = 5) 
         client = redis_client(settings)
         status["workers"] = workers(app)
         status["queues"] = queue_depths(client)
-        status["unacked"] = client.hlen(_UNACKED_KEY)
+        status["unacked"] = client.hlen(UNACKED_KEY)
         status["beat"] = current_holder(client)
         alerted = freshness.stored_states(client)
         status["iris"] = iris_status(client)

@@ -197,6 +197,14 @@ class JobStore:
         names = [c.decode() for c in self.client.hkeys(self._key(job_id, "chunks"))]
         return sorted((parse_chunk_id(c) for c in names), key=lambda item: (item[1], item[0]))
 
+    def pending(self, job_id: str) -> set[tuple[str, dt.date]]:
+        """Chunks of the job that are neither done, failed nor cancelled."""
+        return {
+            parse_chunk_id(chunk.decode())
+            for chunk, entry in self.client.hgetall(self._key(job_id, "chunks")).items()
+            if orjson.loads(entry)["state"] == "pending"
+        }
+
     def count_enqueued(self, job_id: str, n: int) -> None:
         """Note how many chunks a fan-out has published, so a redelivered fan-out resumes."""
         self.client.hincrby(self._key(job_id), "enqueued", n)

@@ -25,30 +25,17 @@ import orjson
 import redis
 from celery import Celery
 
-from worker.broker import KEY_PREFIX
+from worker.broker import KEY_PREFIX, QUEUE_PRIORITY_SUFFIXES, UNACKED_KEY
 from worker.celery_app import QUEUES
 from worker.dispatch import publish_chunks
-from worker.jobs import JobStore, UnknownJobError, parse_chunk_id
+from worker.jobs import JobStore, UnknownJobError
 
 log = logging.getLogger(__name__)
 
-# kombu's Redis transport keeps priorities 3, 6 and 9 of a queue in lists beside it.
-PRIORITY_SUFFIXES = ("", "\x06\x163", "\x06\x166", "\x06\x169")
-UNACKED_KEY = "unacked"
 RECOVERY_LOCK = KEY_PREFIX + "recovery-lock"
 JOBS_CHECKED = 20
 
 Chunk = tuple[str, dt.date]
-
-
-def pending_chunks(store: JobStore, job_id: str) -> set[Chunk]:
-    """Chunks of a job that are neither done, failed nor cancelled."""
-    raw = store.client.hgetall(store._key(job_id, "chunks"))
-    return {
-        parse_chunk_id(chunk.decode())
-        for chunk, entry in raw.items()
-        if orjson.loads(entry)["state"] == "pending"
-    }
 
 
 def _chunk_of(payload: bytes | str) -> Chunk | None:
@@ -69,7 +56,7 @@ def chunks_in_flight(client: redis.Redis) -> set[Chunk]:
     found: set[Chunk] = set()
     pipe = client.pipeline(transaction=False)
     for queue in QUEUES:
-        for suffix in PRIORITY_SUFFIXES:
+        for suffix in QUEUE_PRIORITY_SUFFIXES:
             pipe.lrange(queue + suffix, 0, -1)
     pipe.hvals(UNACKED_KEY)
     *queued, unacked = pipe.execute()
@@ -106,7 +93,7 @@ def requeue_lost_chunks(
             continue
         if int(meta.get("enqueued", 0)) < int(meta.get("total", 0)):
             continue  # its fan-out is still sending (or will resume): not lost
-        pending = pending_chunks(store, job_id)
+        pending = store.pending(job_id)
         if pending:
             candidates[job_id] = pending
     if not candidates:
@@ -117,7 +104,7 @@ def requeue_lost_chunks(
     resent = 0
     for job_id, chunks in candidates.items():
         lost = sorted(
-            (chunks & pending_chunks(store, job_id)) - first_look - second_look,
+            (chunks & store.pending(job_id)) - first_look - second_look,
             key=lambda chunk: (chunk[1], chunk[0]),
         )
         if lost:

@@ -22,7 +22,7 @@ tables change, remove or add entries by name::
     enabled = false
 
     [poll-bod]              # add: task and one of every/cron are required
-    task = "worker.tasks.poll_realtime"
+    task = "worker.cluster.tasks.poll_realtime"
     every = 900
     kwargs = { dataset = "BOD" }
     queue = "realtime"
@@ -39,7 +39,7 @@ from typing import Any
 from celery.schedules import crontab
 
 from worker.settings import Settings
-from worker.sweep import configured_datasets
+from worker.cluster.sweep import configured_datasets
 
 DASHBOARD_TASK = "sheets.tasks.refresh_dashboard"
 IRIS_PRUNE_TASK = "iris_listener.tasks.prune_iris_stream"
@@ -69,20 +69,20 @@ def default_entries(settings: Settings) -> dict[str, dict[str, Any]]:
         for dataset in configured_datasets(settings):
             if dataset.realtime:
                 entries[f"poll-realtime-{dataset.table}"] = {
-                    "task": "worker.tasks.poll_realtime",
+                    "task": "worker.cluster.tasks.poll_realtime",
                     "every": settings.realtime_poll_s,
                     "kwargs": {"dataset": dataset.code},
                     "queue": "realtime",
                 }
     entries["sweep-gaps"] = {
-        "task": "worker.tasks.sweep_gaps",
+        "task": "worker.cluster.tasks.sweep_gaps",
         "cron": settings.sweep_cron,
         "kwargs": {"lookback_days": settings.sweep_lookback_days},
         "queue": "backfill",
     }
     if settings.freshness_check_s:
         entries["check-freshness"] = {
-            "task": "worker.tasks.check_freshness",
+            "task": "worker.cluster.tasks.check_freshness",
             "every": settings.freshness_check_s,
             "queue": "realtime",
         }

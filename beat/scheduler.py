@@ -22,7 +22,7 @@ import redis
 from celery.beat import PersistentScheduler
 from redis.exceptions import LockError
 
-from worker.broker import KEY_PREFIX, redis_client
+from worker.cluster.broker import KEY_PREFIX, redis_client
 from worker.settings import get_settings
 
 log = logging.getLogger(__name__)

@@ -30,9 +30,9 @@ import redis
 
 from bench.report import print_machine, save
 from iris_listener.messages import decode_rows
-from worker import catalog
-from worker.local_cluster import free_port
-from worker.parse import parse_rows
+from worker.elexon import catalog
+from worker.cluster.local_cluster import free_port
+from worker.elexon.parse import parse_rows
 from worker.sim.iris import IrisFeed, run_feed
 from worker.sinks.local import LocalWarehouse
 

@@ -50,9 +50,9 @@ def _peak_mb() -> float:
 
 def _worker(url: str, day: dt.date, codes: list[str], chunks: int, events: multiprocessing.queues.Queue) -> None:
     """The worker-like child: the BOD day, then ``chunks`` more; reports after each."""
-    from worker import catalog
-    from worker.client import ElexonClient
-    from worker.pipeline import ingest_chunk
+    from worker.elexon import catalog
+    from worker.elexon.client import ElexonClient
+    from worker.elexon.pipeline import ingest_chunk
     from worker.sinks.local import LocalWarehouse
 
     with tempfile.TemporaryDirectory(prefix="bench-memory-") as tmp:

@@ -17,7 +17,7 @@ the limit: the achieved rate at least 90% of it.
 ``10 / 0.6 = 16.7`` of 20 requests per second whatever the number of workers.
 
 Each worker is one process with one pool process (``-c 1``). A chunk overlaps its next request
-with its parsing (``worker.pipeline.one_request_ahead``), but these four datasets take one
+with its parsing (``worker.elexon.pipeline.one_request_ahead``), but these four datasets take one
 request per day, so a worker waits out each 200 ms; extra runs (``--threads``, default 4 on
 1 and 2 workers) use Celery's thread pool, the concurrency that helps I/O-bound chunks. A last
 run (``--check-rate``) gives the most workers a budget this machine's CPU can outrun, to show
@@ -43,12 +43,12 @@ import psutil
 
 from bench import report
 from bench.simulator import simulator_process
-from worker import catalog
-from worker.broker import redis_client
-from worker.celery_app import create_app
-from worker.dispatch import submit_backfill
-from worker.jobs import JobStore
-from worker.local_cluster import Child, bmrs_argv, free_port
+from worker.elexon import catalog
+from worker.cluster.broker import redis_client
+from worker.cluster.celery_app import create_app
+from worker.cluster.dispatch import submit_backfill
+from worker.cluster.jobs import JobStore
+from worker.cluster.local_cluster import Child, bmrs_argv, free_port
 from worker.settings import Settings
 
 DATASETS = ("FUELINST", "FREQ", "MID", "BOALF")
@@ -105,7 +105,7 @@ def _worker_argv(index: int, threads: int) -> list[str]:
     if not threads:
         return [*bmrs_argv(), "worker", "-Q", "backfill", "-c", "1", "-n", name]
     return [
-        sys.executable, "-m", "celery", "-A", "worker.celery_app:app", "worker", "-P", "threads",
+        sys.executable, "-m", "celery", "-A", "worker.cluster.celery_app:app", "worker", "-P", "threads",
         "-c", str(threads), "-Q", "backfill", "-n", name, "--without-gossip", "--without-mingle",
         "--loglevel", "WARNING",
     ]

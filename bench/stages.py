@@ -37,9 +37,9 @@ import requests
 
 from bench import report
 from bench.simulator import simulator_process
-from worker import catalog, parse, pipeline
-from worker.catalog import Dataset
-from worker.client import ElexonClient, request_windows
+from worker.elexon import catalog, parse, pipeline
+from worker.elexon.catalog import Dataset
+from worker.elexon.client import ElexonClient, request_windows
 from worker.sinks.local import LocalWarehouse
 
 DAY = dt.date(2025, 11, 5)  # an ordinary Wednesday: 48 periods

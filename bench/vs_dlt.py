@@ -39,10 +39,10 @@ import requests
 
 from bench import report
 from bench.simulator import simulator_process
-from worker import catalog
-from worker.catalog import Dataset
-from worker.client import ElexonClient, request_windows
-from worker.pipeline import ingest_chunk
+from worker.elexon import catalog
+from worker.elexon.catalog import Dataset
+from worker.elexon.client import ElexonClient, request_windows
+from worker.elexon.pipeline import ingest_chunk
 from worker.sinks.local import LocalWarehouse
 
 DAY = dt.date(2025, 11, 5)

@@ -14,7 +14,7 @@ import redis
 
 from iris_listener.bodies import body_key, put_bodies
 from iris_listener.messages import IrisMessage
-from worker.catalog import Dataset
+from worker.elexon.catalog import Dataset
 
 if TYPE_CHECKING:
     import celery

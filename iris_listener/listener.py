@@ -23,7 +23,7 @@ import redis
 
 from iris_listener import status
 from iris_listener.messages import IrisMessage, PoisonMessage, check
-from worker.catalog import Dataset
+from worker.elexon.catalog import Dataset
 
 log = logging.getLogger(__name__)
 

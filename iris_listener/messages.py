@@ -16,8 +16,8 @@ from typing import Any
 
 import orjson
 
-from worker import catalog
-from worker.parse import SchemaError, parse_rows
+from worker.elexon import catalog
+from worker.elexon.parse import SchemaError, parse_rows
 
 # Reasons given to the dead-letter place; stable strings, shown to users.
 NOT_JSON = "body-not-json"

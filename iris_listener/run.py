@@ -19,7 +19,7 @@ from iris_listener.folder import FolderSource
 from iris_listener.handoff import CeleryHandOff
 from iris_listener.listener import Listener, Source
 from iris_listener.servicebus import ServiceBusSource, client_factory, servicebus_configured
-from worker.broker import broker_url
+from worker.cluster.broker import broker_url
 from worker.settings import Settings
 from worker.sinks.quota import LoadBudget
 
@@ -38,7 +38,7 @@ def listener_from_settings(
     settings: Settings, source: Source, *, log_every_s: float = 60.0
 ) -> Listener:
     """A listener handing off to the cluster's ``iris`` queue through the settings' broker."""
-    from worker.celery_app import app  # imported late: it reads the settings at import
+    from worker.cluster.celery_app import app  # imported late: it reads the settings at import
 
     # Fail a hand-off within seconds when Redis is down, so the batch is abandoned (and IRIS
     # redelivers it) rather than held while the worker-side client rides out the outage.

@@ -16,10 +16,10 @@ import redis
 
 from iris_listener.bodies import get_bodies, release_bodies
 from iris_listener.messages import decode_rows
-from worker.catalog import Dataset
-from worker.coverage import digest
-from worker.dedup import conform, drop_duplicates
-from worker.parse import parse_rows
+from worker.elexon.catalog import Dataset
+from worker.elexon.coverage import digest
+from worker.elexon.dedup import conform, drop_duplicates
+from worker.elexon.parse import parse_rows
 from worker.sinks.base import Sink
 
 log = logging.getLogger(__name__)

@@ -23,9 +23,9 @@ from collections.abc import Iterable, Sequence
 from typing import Literal
 
 from sheets.queries import HEALTH_DAYS, MID_PROVIDER, OUTAGE_MIN_MW, OUTAGE_ROWS, Snapshot
-from worker import catalog
-from worker.freshness import SEARCH_DAYS
-from worker.settlement import LONDON, period_of, period_start, periods_in_day
+from worker.elexon import catalog
+from worker.cluster.freshness import SEARCH_DAYS
+from worker.elexon.settlement import LONDON, period_of, period_start, periods_in_day
 
 Value = float | int | str | dt.datetime | dt.date | None
 Period = tuple[dt.date, int]

@@ -20,10 +20,12 @@ from typing import Any
 import pyarrow as pa
 import redis
 
-from worker import catalog, freshness
-from worker.coverage import Coverage
-from worker.freshness import Freshness
-from worker.settlement import UTC, period_of, periods_in_day
+from worker.elexon import catalog
+
+from worker.cluster import freshness
+from worker.elexon.coverage import Coverage
+from worker.cluster.freshness import Freshness
+from worker.elexon.settlement import UTC, period_of, periods_in_day
 from worker.sinks.base import Sink
 from worker.sinks.sql_dialect import date_literal, timestamp_literal
 

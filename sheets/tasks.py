@@ -18,12 +18,12 @@ import redis
 from celery import Celery
 
 from sheets.refresh import missing_remit_days, refresh
-from worker.broker import KEY_PREFIX, redis_client
-from worker.celery_app import app
-from worker.dispatch import submit_chunks
-from worker.jobs import JobStore
+from worker.cluster.broker import KEY_PREFIX, redis_client
+from worker.cluster.celery_app import app
+from worker.cluster.dispatch import submit_chunks
+from worker.cluster.jobs import JobStore
 from worker.settings import Settings, get_settings
-from worker.settlement import current_settlement_day
+from worker.elexon.settlement import current_settlement_day
 
 log = logging.getLogger(__name__)
 

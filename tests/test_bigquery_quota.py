@@ -12,8 +12,8 @@ import pytest
 from tests.support.fake_bigquery import FakeBigQuery
 from tests.support.redis import RedisServer
 from tests.test_bigquery_sink import DAY, FUELINST, fuelinst_rows, load, make_sink
-from worker.coverage import Coverage
-from worker.settlement import current_settlement_day
+from worker.elexon.coverage import Coverage
+from worker.elexon.settlement import current_settlement_day
 from worker.sinks.quota import (
     LoadBudget,
     LoadBudgetExhausted,

@@ -17,9 +17,9 @@ from google.cloud import bigquery
 
 from tests.support.fake_bigquery import DATASET, LOCATION, PROJECT, FakeBigQuery
 from tests.support.redis import RedisServer
-from worker import catalog
-from worker.coverage import Coverage
-from worker.parse import parse_rows
+from worker.elexon import catalog
+from worker.elexon.coverage import Coverage
+from worker.elexon.parse import parse_rows
 from worker.settings import get_settings
 from worker.sinks import QueryError, SinkConfigError, open_sink
 from worker.sinks.bigquery import (

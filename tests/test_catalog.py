@@ -9,7 +9,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from worker import catalog
+from worker.elexon import catalog
 
 SPEC_PATH = Path(__file__).resolve().parents[2] / "shared" / "elexon" / "openapi.json"
 

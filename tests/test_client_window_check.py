@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from worker import catalog
-from worker.client import RequestWindow, inside_window, request_windows, rows_inside
+from worker.elexon import catalog
+from worker.elexon.client import RequestWindow, inside_window, request_windows, rows_inside
 
 DAY = dt.date(2025, 11, 5)
 

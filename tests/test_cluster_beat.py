@@ -54,7 +54,7 @@ kwargs = { lookback_days = 14 }
 enabled = false
 
 [poll-bod]
-task = "worker.tasks.poll_realtime"
+task = "worker.cluster.tasks.poll_realtime"
 every = 900
 kwargs = { dataset = "BOD" }
 queue = "realtime"
@@ -63,7 +63,7 @@ queue = "realtime"
     entries = plain_entries(Settings(datasets="FUELINST", beat_schedule_file=path))
 
     assert entries["sweep-gaps"] == {
-        "task": "worker.tasks.sweep_gaps",
+        "task": "worker.cluster.tasks.sweep_gaps",
         "cron": "0 5 * * *",
         "kwargs": {"lookback_days": 14},
         "queue": "backfill",

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from tests.support.cluster import ChunkCluster
 from tests.support.iris import wait_for
-from worker import catalog
+from worker.elexon import catalog
 
 CODES = "FUELINST,FREQ,MID,BOALF"
 

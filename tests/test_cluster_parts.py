@@ -17,16 +17,17 @@ import pytest
 from click.testing import CliRunner
 
 from tests.support.redis import RedisServer
-from worker import catalog, freshness
-from worker.celery_app import ContextFilter, TimingError, check_timing, log_context
+from worker.elexon import catalog
+from worker.cluster import freshness
+from worker.cluster.celery_app import ContextFilter, TimingError, check_timing, log_context
 from worker.cli import main
-from worker.coverage import Coverage
-from worker.fetch_lock import ChunkBusyError, fetch_lock
-from worker.jobs import JobStore, UnknownJobError
+from worker.elexon.coverage import Coverage
+from worker.cluster.fetch_lock import ChunkBusyError, fetch_lock
+from worker.cluster.jobs import JobStore, UnknownJobError
 from worker.logs import JsonFormatter
 from worker.settings import Settings
-from worker.settlement import day_window_utc
-from worker.sweep import refetch_reason, settles_at, sweep, sweep_window
+from worker.elexon.settlement import day_window_utc
+from worker.cluster.sweep import refetch_reason, settles_at, sweep, sweep_window
 
 UTC = dt.UTC
 DAY = dt.date(2025, 10, 20)
@@ -213,7 +214,7 @@ def test_freshness_alerts_once_when_stale_and_once_when_fresh_again(
     old = freshness.Freshness("FREQ", now - dt.timedelta(minutes=45), dt.timedelta(minutes=10), now)
     new = freshness.Freshness("FREQ", now - dt.timedelta(minutes=2), dt.timedelta(minutes=10), now)
 
-    with caplog.at_level(logging.INFO, logger="worker.freshness"):
+    with caplog.at_level(logging.INFO, logger="worker.cluster.freshness"):
         assert len(freshness.record_and_alert(client, [old], url)) == 1
         assert freshness.record_and_alert(client, [old], url) == []  # still stale: no new alert
         assert len(freshness.record_and_alert(client, [new], url)) == 1
@@ -223,8 +224,8 @@ def test_freshness_alerts_once_when_stale_and_once_when_fresh_again(
 
 
 def test_freshness_reads_the_newest_row_of_the_last_days(simulator: str, data_dir: Path) -> None:
-    from worker.client import ElexonClient
-    from worker.pipeline import ingest_chunk
+    from worker.elexon.client import ElexonClient
+    from worker.elexon.pipeline import ingest_chunk
     from worker.sinks.local import LocalWarehouse
 
     sink = LocalWarehouse(data_dir)

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from tests.support.cluster import ChunkCluster
 from tests.support.redis import RedisServer
-from worker.ratelimit import SharedRateLimiter
+from worker.cluster.ratelimit import SharedRateLimiter
 
 
 def max_in_any_window(instants: list[float], window_s: float = 1.0) -> int:

@@ -8,11 +8,11 @@ from pathlib import Path
 import orjson
 
 from tests.support.redis import RedisServer
-from worker.celery_app import create_app
-from worker.dispatch import publish_chunks
-from worker.jobs import JobStore
-from worker.broker import UNACKED_KEY
-from worker.recovery import chunks_in_flight, requeue_lost_chunks
+from worker.cluster.celery_app import create_app
+from worker.cluster.dispatch import publish_chunks
+from worker.cluster.jobs import JobStore
+from worker.cluster.broker import UNACKED_KEY
+from worker.cluster.recovery import chunks_in_flight, requeue_lost_chunks
 from worker.settings import Settings
 
 DAY = dt.date(2025, 9, 3)

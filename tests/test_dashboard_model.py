@@ -25,12 +25,12 @@ from sheets.model import (
 )
 from sheets.queries import gather, window_periods
 from tests.support.fake_bigquery import DATASET, LOCATION, PROJECT, FakeBigQuery
-from worker import catalog
-from worker.client import ElexonClient
-from worker.coverage import judge
-from worker.parse import parse_rows
-from worker.pipeline import ingest_chunk
-from worker.settlement import UTC, period_of
+from worker.elexon import catalog
+from worker.elexon.client import ElexonClient
+from worker.elexon.coverage import judge
+from worker.elexon.parse import parse_rows
+from worker.elexon.pipeline import ingest_chunk
+from worker.elexon.settlement import UTC, period_of
 from worker.sim.server import BASE_PATH
 from worker.sinks.base import Sink
 from worker.sinks.bigquery import BigQueryWarehouse, Location

@@ -20,10 +20,10 @@ from sheets.model import DATA, GENERATION, OVERVIEW, TAB_NAMES, Dashboard, build
 from sheets.queries import gather
 from sheets.workbook_writer import write_workbook
 from tests.support.fake_sheets import ACCESS_TOKEN, FakeSheets, parse_a1, route
-from worker import catalog
-from worker.client import ElexonClient
-from worker.pipeline import ingest_chunk
-from worker.settlement import UTC
+from worker.elexon import catalog
+from worker.elexon.client import ElexonClient
+from worker.elexon.pipeline import ingest_chunk
+from worker.elexon.settlement import UTC
 from worker.sim.server import BASE_PATH, start_simulator
 from worker.sinks.local import LocalWarehouse
 

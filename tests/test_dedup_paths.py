@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from worker.dedup import drop_duplicates
+from worker.elexon.dedup import drop_duplicates
 
 
 def _table(keys: list[str]) -> pa.Table:

@@ -176,7 +176,7 @@ def test_worker_healthcheck_pings_its_own_node_and_sigterm_never_strands_a_runni
 ) -> None:
     from celery import Celery
 
-    from worker import catalog
+    from worker.elexon import catalog
     from worker.sinks.local import LocalWarehouse
 
     service = load_compose()["services"]["worker"]
@@ -197,7 +197,7 @@ def test_worker_healthcheck_pings_its_own_node_and_sigterm_never_strands_a_runni
         assert sh(other, {**env, "HOSTNAME": "not-this-worker"}).returncode != 0
 
         Celery(broker=broker.url).send_task(
-            "worker.tasks.ingest_chunk", kwargs={"dataset": "FUELINST", "day": "2025-01-01"},
+            "worker.cluster.tasks.ingest_chunk", kwargs={"dataset": "FUELINST", "day": "2025-01-01"},
             queue="backfill", routing_key="backfill",
         )
         client = broker.client()
@@ -245,8 +245,8 @@ def test_flower_healthcheck_answers_without_credentials_and_the_api_needs_them(
 
 def test_demo_simulator_serves_the_url_env_example_points_the_cluster_at(bmrs_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
     from tests.support.deploy import env_example_entries
-    from worker import catalog
-    from worker.client import ElexonClient
+    from worker.elexon import catalog
+    from worker.elexon.client import ElexonClient
 
     service = load_compose()["services"]["sim"]
     port = free_port()

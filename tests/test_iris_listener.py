@@ -21,8 +21,8 @@ import pytest
 
 from iris_listener.messages import decode_rows
 from tests.support.iris import IrisCluster, wait_for
-from worker import catalog
-from worker.parse import parse_rows
+from worker.elexon import catalog
+from worker.elexon.parse import parse_rows
 from worker.sim.iris import IrisFeed, SentMessage, run_feed
 from worker.sinks.local import LocalWarehouse
 

@@ -24,7 +24,7 @@ from iris_listener.messages import (
 )
 from iris_listener.stream import store_batch
 from tests.support.redis import RedisServer
-from worker import catalog
+from worker.elexon import catalog
 from worker.sim.iris import IrisFeed
 from worker.sinks.local import LocalWarehouse
 

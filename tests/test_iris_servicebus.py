@@ -107,7 +107,7 @@ def broker_env(
 
 
 def celery_hand_off(redis_server: RedisServer) -> CeleryHandOff:
-    from worker.celery_app import create_app
+    from worker.cluster.celery_app import create_app
 
     return CeleryHandOff(redis_server.client(), create_app(get_settings()))
 

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from iris_listener.status import heartbeat, record_received, silence_alert
 from tests.support.redis import RedisServer
-from worker import freshness
+from worker.cluster import freshness
 from worker.cli import main
 
 UTC = dt.timezone.utc

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from worker import catalog
-from worker.coverage import Coverage, digest
-from worker.parse import parse_rows
+from worker.elexon import catalog
+from worker.elexon.coverage import Coverage, digest
+from worker.elexon.parse import parse_rows
 from worker.sinks import local
 from worker.sinks.local import LocalWarehouse
 

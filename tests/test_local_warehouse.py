@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from worker import catalog
-from worker.parse import parse_rows
+from worker.elexon import catalog
+from worker.elexon.parse import parse_rows
 from worker.sinks.local import FormatVersionError, LocalWarehouse
 
 DAY = dt.date(2025, 10, 26)

@@ -10,8 +10,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from worker import catalog
-from worker.parse import SchemaError, canonical_json, parse_rows
+from worker.elexon import catalog
+from worker.elexon.parse import SchemaError, canonical_json, parse_rows
 
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "elexon" / "samples"
 

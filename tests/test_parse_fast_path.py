@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from worker import catalog
-from worker.parse import SchemaError, canonical_json, parse_rows
-from worker.settlement import day_window_utc
+from worker.elexon import catalog
+from worker.elexon.parse import SchemaError, canonical_json, parse_rows
+from worker.elexon.settlement import day_window_utc
 from worker.sim.generators import HALF_HOUR, generators
 
 DAY = dt.date(2025, 10, 26)  # the autumn clock change: 50 periods, the odd hour twice

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from worker import catalog
+from worker.elexon import catalog
 from worker.cli import main
-from worker.client import ElexonClient, PermanentApiError
-from worker.pipeline import ingest_chunk
+from worker.elexon.client import ElexonClient, PermanentApiError
+from worker.elexon.pipeline import ingest_chunk
 from worker.sim.server import BASE_PATH
 from worker.sinks.local import LocalWarehouse
 
@@ -73,10 +73,10 @@ def test_freq_clock_change_day_spans_25_hours(simulator: str, data_dir: Path) ->
 def test_boundary_rows_returned_by_both_inclusive_windows_are_stored_once(
     simulator: str, data_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import worker.client
-    from worker.pipeline import fetch_chunk
+    import worker.elexon.client
+    from worker.elexon.pipeline import fetch_chunk
 
-    monkeypatch.setattr(worker.client, "END_MARGIN", dt.timedelta(0))  # windows share an instant
+    monkeypatch.setattr(worker.elexon.client, "END_MARGIN", dt.timedelta(0))  # windows share an instant
     fetched = fetch_chunk(fast_client(simulator), catalog.get("FREQ"), AUTUMN)
     assert fetched.requests == 2 and fetched.duplicates == 1  # 23:00Z came back twice
     assert fetched.table.num_rows == 25 * 240
@@ -139,7 +139,7 @@ def test_unknown_parameter_names_are_caught_by_the_window_check(simulator: str) 
     # every row of such an answer lies outside the asked window and is dropped and counted.
     client = fast_client(simulator)
     dataset = catalog.get("FREQ")
-    from worker.client import RequestWindow
+    from worker.elexon.client import RequestWindow
 
     start = dt.datetime(2025, 11, 5, tzinfo=dt.timezone.utc)
     window = RequestWindow(

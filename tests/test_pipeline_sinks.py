@@ -11,9 +11,9 @@ import pytest
 
 from sheets.queries import gather
 from tests.support.fake_bigquery import DATASET, LOCATION, PROJECT, FakeBigQuery
-from worker import catalog
-from worker.client import ElexonClient
-from worker.pipeline import ingest_chunk
+from worker.elexon import catalog
+from worker.elexon.client import ElexonClient
+from worker.elexon.pipeline import ingest_chunk
 from worker.sinks.base import Sink
 from worker.sinks.bigquery import BigQueryWarehouse, Location
 from worker.sinks.local import LocalWarehouse

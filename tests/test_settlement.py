@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from worker import catalog
-from worker.client import request_windows
-from worker.settlement import day_window_utc, period_of, period_start, periods_in_day
+from worker.elexon import catalog
+from worker.elexon.client import request_windows
+from worker.elexon.settlement import day_window_utc, period_of, period_start, periods_in_day
 
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "elexon" / "samples"
 UTC = dt.timezone.utc

@@ -20,7 +20,7 @@ from click.testing import CliRunner
 from openapi_schema_validator import OAS30Validator, oas30_format_checker
 
 from tests.support.env import free_port
-from worker import catalog, settlement
+from worker.elexon import catalog, settlement
 from worker.cli import main
 from worker.sim.faults import FaultSpec, FaultSpecError, parse_faults
 from worker.sim.generators import GENERATOR_CLASSES, generators

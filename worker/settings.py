@@ -61,7 +61,7 @@ class Settings(BaseSettings):
     sim_faults: str = ""
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
-    # The Celery cluster (worker/celery_app.py, beat/): timings, retries and the schedule.
+    # The Celery cluster (worker/cluster/celery_app.py, beat/): timings, retries and the schedule.
     datasets: str = Field(
         "", description="Datasets polled, swept and checked, comma-separated (default: all)"
     )

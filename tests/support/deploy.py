@@ -1,7 +1,7 @@
 """What the deployment tests compare the compose and Kubernetes files against: the code's truth.
 
 The settings the code reads (:class:`worker.settings.Settings`), its ``bmrs`` commands (the click
-group), its Celery queues (:data:`worker.celery_app.QUEUES`) and its console scripts
+group), its Celery queues (:data:`worker.cluster.celery_app.QUEUES`) and its console scripts
 (``pyproject.toml``) are read here, so that the files under test are checked against the code
 rather than against a second hand-written list. Also: the external validators (installed by the
 ``test`` extra), the rendered kustomize overlays, and a runner for role processes.
@@ -150,7 +150,7 @@ def parse_bmrs_args(args: list[str]) -> tuple[str, click.Context]:
 
 def worker_queues(args: list[str]) -> list[str]:
     """The queues a ``bmrs worker`` command line consumes (all of them when none is given)."""
-    from worker.celery_app import QUEUES
+    from worker.cluster.celery_app import QUEUES
 
     name, ctx = parse_bmrs_args(args)
     assert name == "worker", args
@@ -159,13 +159,13 @@ def worker_queues(args: list[str]) -> list[str]:
 
 
 def code_queues() -> set[str]:
-    from worker.celery_app import QUEUES
+    from worker.cluster.celery_app import QUEUES
 
     return set(QUEUES)
 
 
 def celery_conf() -> Any:
-    from worker.celery_app import app
+    from worker.cluster.celery_app import app
 
     return app.conf
 

@@ -6,8 +6,8 @@ import datetime as dt
 
 import click
 
-from worker import catalog
-from worker.settlement import parse_day
+from worker.elexon import catalog
+from worker.elexon.settlement import parse_day
 
 
 class UserError(click.ClickException):

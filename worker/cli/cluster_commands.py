@@ -21,12 +21,12 @@ from rich.table import Table
 
 from worker.cli.app import UserError, check_earliest, datasets_option, date_range, main
 from worker.settings import Settings, get_settings, masked
-from worker.settlement import current_settlement_day
+from worker.elexon.settlement import current_settlement_day
 
 if TYPE_CHECKING:
     from celery import Celery
 
-    from worker.jobs import JobProgress, JobStore
+    from worker.cluster.jobs import JobProgress, JobStore
 
 stderr = Console(stderr=True, soft_wrap=True)
 DEMO_DATASETS = "FUELINST,FREQ,MID,BOALF,DISEBSP"
@@ -40,7 +40,7 @@ def _emit_json(value: Any) -> None:
 def _app(settings: Settings) -> Celery:
     """A Celery app for these settings (sending and inspecting; tasks run in workers)."""
     from beat.schedule import ScheduleError
-    from worker.celery_app import TimingError, create_app
+    from worker.cluster.celery_app import TimingError, create_app
 
     try:
         return create_app(settings)
@@ -50,8 +50,8 @@ def _app(settings: Settings) -> Celery:
 
 def _store(settings: Settings) -> JobStore:
     """The job store, after checking the broker answers (a clear error instead of a long retry)."""
-    from worker.broker import broker_problem, redis_client
-    from worker.jobs import JobStore
+    from worker.cluster.broker import broker_problem, redis_client
+    from worker.cluster.jobs import JobStore
 
     problem = broker_problem(settings)
     if problem:
@@ -74,7 +74,7 @@ def backfill_command(datasets: tuple[str, ...], start: str, end: str, wait: bool
     same range is safe: loads are idempotent and days already fetched are not refetched twice
     at once.
     """
-    from worker.dispatch import submit_backfill
+    from worker.cluster.dispatch import submit_backfill
 
     settings = get_settings()
     chosen = datasets_option(datasets)
@@ -199,7 +199,7 @@ def _print_summary(progress: JobProgress, console: Console | None = None) -> Non
 @click.option("--cancel", is_flag=True, help="Skip the job's chunks not yet started.")
 def job_command(job_id: str, as_json: bool, cancel: bool) -> None:
     """Progress of a job: chunks done, failed and pending per dataset, rows, failures."""
-    from worker.jobs import UnknownJobError
+    from worker.cluster.jobs import UnknownJobError
 
     store = _store(get_settings())
     try:
@@ -224,7 +224,7 @@ def job_command(job_id: str, as_json: bool, cancel: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable status.")
 def status_command(as_json: bool) -> None:
     """Workers alive, queue depths, the beat, per-dataset freshness and last error, recent jobs."""
-    from worker.cluster_status import gather
+    from worker.cluster.cluster_status import gather
     from worker.sinks import open_sink
 
     settings = get_settings()
@@ -352,7 +352,7 @@ def config_command(as_json: bool) -> None:
 @click.option("--hostname", "-n", default=None, help="Node name, e.g. worker1@%h.")
 def worker_command(queues: str | None, concurrency: int | None, hostname: str | None) -> None:
     """Run a Celery worker (the role that fetches and loads chunks)."""
-    from worker.celery_app import QUEUES
+    from worker.cluster.celery_app import QUEUES
 
     settings = get_settings()
     chosen = [q.strip() for q in (queues or ",".join(QUEUES)).split(",") if q.strip()]
@@ -383,10 +383,10 @@ def worker_command(queues: str | None, concurrency: int | None, hostname: str | 
 def _celery_app() -> Celery:
     """The process's own app, with its tasks registered (for the roles)."""
     from beat.schedule import ScheduleError
-    from worker.celery_app import TimingError
+    from worker.cluster.celery_app import TimingError
 
     try:
-        from worker.celery_app import app
+        from worker.cluster.celery_app import app
     except (TimingError, ScheduleError) as exc:
         raise UserError(str(exc)) from None
     return app
@@ -462,7 +462,7 @@ def up_command(
 
 
 def _local_cluster(**options: Any) -> Any:
-    from worker.local_cluster import LocalCluster
+    from worker.cluster.local_cluster import LocalCluster
 
     settings = get_settings()
     _app(settings)  # refuse bad timings or schedule before starting anything
@@ -537,7 +537,7 @@ def demo_command(
 
     With --keep-running the cluster stays up for Flower and queries until Ctrl-C.
     """
-    from worker.dispatch import submit_backfill
+    from worker.cluster.dispatch import submit_backfill
     from worker.sinks import open_sink
 
     settings = get_settings()
@@ -604,9 +604,9 @@ def _print_where_to_look(cluster: Any, table: str, start: dt.date, end: dt.date)
 
 def fill_gaps(datasets: list[Any], first: dt.date, last: dt.date) -> None:
     """``bmrs gaps --fill``: enqueue the range's missing, partial and failed days as one job."""
-    from worker.dispatch import submit_chunks
+    from worker.cluster.dispatch import submit_chunks
     from worker.sinks import open_sink
-    from worker.sweep import due_chunks
+    from worker.cluster.sweep import due_chunks
 
     settings = get_settings()
     due = due_chunks(open_sink(settings), datasets, first, last, include_stale=False)

@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from worker import catalog
+from worker.elexon import catalog
 from worker.cli.app import (
     UserError,
     check_earliest,
@@ -27,14 +27,14 @@ from worker.cli.app import (
     date_range,
     main,
 )
-from worker.client import ApiError, client_from_settings
-from worker.coverage import Coverage
+from worker.elexon.client import ApiError, client_from_settings
+from worker.elexon.coverage import Coverage
 from worker.logs import configure as configure_logs
-from worker.parse import SchemaError
-from worker.pipeline import ingest_chunk
-from worker.response_report import inspect_response
+from worker.elexon.parse import SchemaError
+from worker.elexon.pipeline import ingest_chunk
+from worker.elexon.response_report import inspect_response
 from worker.settings import get_settings
-from worker.settlement import days_between
+from worker.elexon.settlement import days_between
 from worker.sinks import QueryError, open_sink
 
 stderr = Console(stderr=True)

@@ -17,7 +17,7 @@ import threading
 from collections import Counter
 from typing import Any
 
-from worker import catalog
+from worker.elexon import catalog
 from worker.sim.generators import Generator, Row, iso
 
 # Spec key -> FaultSpec attribute, for the per-request probabilities.

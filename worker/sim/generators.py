@@ -19,7 +19,7 @@ import math
 import random
 from typing import Any, ClassVar
 
-from worker import catalog, settlement
+from worker.elexon import catalog, settlement
 from worker.sim.units import BmUnit, fleet
 
 Row = dict[str, Any]

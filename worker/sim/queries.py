@@ -13,7 +13,7 @@ import dataclasses
 import datetime as dt
 import re
 
-from worker import catalog, settlement
+from worker.elexon import catalog, settlement
 from worker.sim.generators import HALF_HOUR, Generator, Row, bucket_floor, iso
 
 Params = dict[str, list[str]]

@@ -29,7 +29,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import orjson
 
-from worker import catalog, settlement
+from worker.elexon import catalog, settlement
 from worker.sim import queries
 from worker.sim.faults import (
     Draw,

@@ -15,9 +15,9 @@ from collections.abc import Iterable, Iterator
 
 import pyarrow as pa
 
-from worker.catalog import DATASETS, Dataset
-from worker.coverage import Coverage
-from worker.dedup import conform, drop_duplicates, unite
+from worker.elexon.catalog import DATASETS, Dataset
+from worker.elexon.coverage import Coverage
+from worker.elexon.dedup import conform, drop_duplicates, unite
 
 
 @dataclasses.dataclass(frozen=True)

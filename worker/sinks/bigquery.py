@@ -41,12 +41,12 @@ from google.api_core.client_options import ClientOptions
 from google.api_core.retry import exponential_sleep_generator
 from google.cloud import bigquery
 
-from worker.broker import KEY_PREFIX, redis_client
-from worker.catalog import DATASETS, Dataset, get
-from worker.coverage import Coverage
-from worker.dedup import conform
+from worker.cluster.broker import KEY_PREFIX, redis_client
+from worker.elexon.catalog import DATASETS, Dataset, get
+from worker.elexon.coverage import Coverage
+from worker.elexon.dedup import conform
 from worker.settings import Settings
-from worker.settlement import current_settlement_day
+from worker.elexon.settlement import current_settlement_day
 from worker.sinks.base import QueryError, Sink, SinkConfigError
 from worker.sinks.quota import LoadClass, LoadLedger, load_class_of
 from worker.sinks.sql_dialect import BigQueryDialect, date_literal

@@ -38,9 +38,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from worker.catalog import DATASETS, Dataset, get
-from worker.coverage import Coverage
-from worker.dedup import conform, drop_duplicates
+from worker.elexon.catalog import DATASETS, Dataset, get
+from worker.elexon.coverage import Coverage
+from worker.elexon.dedup import conform, drop_duplicates
 from worker.sinks.base import Sink
 from worker.sinks.sql_dialect import DUCKDB
 

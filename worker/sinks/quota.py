@@ -40,7 +40,7 @@ from collections.abc import Callable
 
 import redis
 
-from worker.broker import KEY_PREFIX
+from worker.cluster.broker import KEY_PREFIX
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import abc
 import datetime as dt
 
-from worker.catalog import Dataset
+from worker.elexon.catalog import Dataset
 
 
 class Dialect(abc.ABC):

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 import redis
 from redis.exceptions import LockError
 
-from worker.broker import KEY_PREFIX
+from worker.cluster.broker import KEY_PREFIX
 
 log = logging.getLogger(__name__)
 

@@ -12,10 +12,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from worker.catalog import Dataset
-from worker.client import RequestWindow, inside_window, rows_from_body
-from worker.coverage import expected_periods, present_periods
-from worker.parse import parse_rows
+from worker.elexon.catalog import Dataset
+from worker.elexon.client import RequestWindow, inside_window, rows_from_body
+from worker.elexon.coverage import expected_periods, present_periods
+from worker.elexon.parse import parse_rows
 
 
 def inspect_response(

@@ -12,11 +12,11 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 
-from worker import catalog
-from worker.catalog import Dataset
-from worker.coverage import Coverage
+from worker.elexon import catalog
+from worker.elexon.catalog import Dataset
+from worker.elexon.coverage import Coverage
 from worker.settings import Settings
-from worker.settlement import day_window_utc
+from worker.elexon.settlement import day_window_utc
 from worker.sinks.base import Sink
 
 

@@ -17,9 +17,10 @@ from typing import Any
 from celery import Task
 
 from iris_listener.status import silence_alert
-from worker import catalog, freshness
-from worker.celery_app import ClusterTask, app
-from worker.dispatch import (
+from worker.elexon import catalog
+from worker.cluster import freshness
+from worker.cluster.celery_app import ClusterTask, app
+from worker.cluster.dispatch import (
     WorkerResources,
     create_backfill_job,
     fan_out,
@@ -27,11 +28,11 @@ from worker.dispatch import (
     publish_chunks,
     run_chunk,
 )
-from worker.fetch_lock import ChunkBusyError
+from worker.cluster.fetch_lock import ChunkBusyError
 from worker.settings import get_settings
 from worker.sinks.quota import LoadBudgetExhausted
-from worker.settlement import current_settlement_day, parse_day
-from worker.sweep import configured_datasets, sweep
+from worker.elexon.settlement import current_settlement_day, parse_day
+from worker.cluster.sweep import configured_datasets, sweep
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ def resources() -> WorkerResources:
     return WorkerResources.from_settings(get_settings())
 
 
-@app.task(bind=True, name="worker.tasks.ingest_chunk", max_retries=None)
+@app.task(bind=True, name="worker.cluster.tasks.ingest_chunk", max_retries=None)
 def ingest_chunk(
     self: Task,
     dataset: str,
@@ -90,7 +91,7 @@ def ingest_chunk(
     return result.to_json()
 
 
-@app.task(bind=True, name="worker.tasks.backfill")
+@app.task(bind=True, name="worker.cluster.tasks.backfill")
 def backfill(
     self: Task,
     datasets: str | list[str] | None = None,
@@ -111,7 +112,7 @@ def backfill(
     return {"job_id": job_id, "enqueued": sent}
 
 
-@app.task(bind=True, name="worker.tasks.poll_realtime")
+@app.task(bind=True, name="worker.cluster.tasks.poll_realtime")
 def poll_realtime(self: Task, dataset: str) -> dict[str, Any]:
     """Enqueue the current and previous settlement day of a dataset on the realtime queue."""
     code = catalog.get(dataset).code
@@ -121,7 +122,7 @@ def poll_realtime(self: Task, dataset: str) -> dict[str, Any]:
     return {"dataset": code, "days": [d.isoformat() for d in days]}
 
 
-@app.task(bind=True, name="worker.tasks.sweep_gaps")
+@app.task(bind=True, name="worker.cluster.tasks.sweep_gaps")
 def sweep_gaps(self: Task, lookback_days: int | None = None) -> dict[str, Any]:
     """Find missing, partial, failed or stale dataset-days and enqueue them as one job."""
     res = resources()
@@ -151,7 +152,7 @@ def sweep_gaps(self: Task, lookback_days: int | None = None) -> dict[str, Any]:
     return {"job_id": job_id, "due": len(due), "enqueued": sent, "reasons": kinds}
 
 
-@app.task(bind=True, name="worker.tasks.check_freshness")
+@app.task(bind=True, name="worker.cluster.tasks.check_freshness")
 def check_freshness(self: Task) -> dict[str, Any]:
     """Age of each dataset's newest row against its threshold; alert on every change."""
     res = resources()

@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import requests
 
-from worker.catalog import WINDOW_PARAMS, Dataset
-from worker.settlement import UTC, day_window_utc, period_start
+from worker.elexon.catalog import WINDOW_PARAMS, Dataset
+from worker.elexon.settlement import UTC, day_window_utc, period_start
 
 if TYPE_CHECKING:
     from worker.settings import Settings

@@ -25,8 +25,8 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from worker.catalog import DATE, TS, Dataset
-from worker.settlement import LONDON
+from worker.elexon.catalog import DATE, TS, Dataset
+from worker.elexon.settlement import LONDON
 
 log = logging.getLogger(__name__)
 

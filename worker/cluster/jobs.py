@@ -26,8 +26,8 @@ from typing import Any, Literal
 import orjson
 import redis
 
-from worker.broker import KEY_PREFIX
-from worker.coverage import Coverage
+from worker.cluster.broker import KEY_PREFIX
+from worker.elexon.coverage import Coverage
 
 State = Literal["pending", "done", "failed", "cancelled"]
 STATES: tuple[State, ...] = ("pending", "done", "failed", "cancelled")

@@ -33,7 +33,7 @@ import requests
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from worker.broker import masked_url
+from worker.cluster.broker import masked_url
 from worker.settings import Settings
 
 DEFAULT_REDIS_PORT = 6379
@@ -308,7 +308,7 @@ class LocalCluster:
             time.sleep(0.2)
 
     def _wait_ready(self) -> None:
-        from worker.celery_app import create_app
+        from worker.cluster.celery_app import create_app
 
         app = create_app(self.settings.model_copy(update={"broker_url": self.broker_url}))
         deadline = time.monotonic() + READY_TIMEOUT_S

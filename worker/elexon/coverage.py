@@ -14,8 +14,8 @@ from typing import Any, Literal
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from worker.catalog import Dataset
-from worker.settlement import PERIOD, day_window_utc, periods_in_day
+from worker.elexon.catalog import Dataset
+from worker.elexon.settlement import PERIOD, day_window_utc, periods_in_day
 
 Status = Literal["complete", "partial", "empty", "failed", "missing"]
 STATUSES: tuple[Status, ...] = ("complete", "partial", "empty", "failed", "missing")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from worker.catalog import Dataset
+from worker.elexon.catalog import Dataset
 
 
 def conform(dataset: Dataset, table: pa.Table) -> pa.Table:

@@ -15,11 +15,11 @@ from collections.abc import Iterator
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from worker.catalog import Dataset
-from worker.client import ApiError, ElexonClient, WindowRows
-from worker.coverage import Coverage, expected_periods, judge
-from worker.dedup import conform, drop_duplicates
-from worker.parse import SchemaError, parse_rows
+from worker.elexon.catalog import Dataset
+from worker.elexon.client import ApiError, ElexonClient, WindowRows
+from worker.elexon.coverage import Coverage, expected_periods, judge
+from worker.elexon.dedup import conform, drop_duplicates
+from worker.elexon.parse import SchemaError, parse_rows
 from worker.sinks.base import Sink
 
 log = logging.getLogger(__name__)

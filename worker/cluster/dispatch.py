@@ -1,6 +1,6 @@
 """Getting chunks to workers and running them once there: the plain functions behind the tasks.
 
-Enqueue side: a job is recorded first (:mod:`worker.jobs`), then one ``ingest_chunk`` message
+Enqueue side: a job is recorded first (:mod:`worker.cluster.jobs`), then one ``ingest_chunk`` message
 per dataset-day is published, stamped with the time it was enqueued. Worker side: a chunk is
 run under its fetch lock; if another task fetched the same day after this one was enqueued
 (the same range enqueued twice, a redelivery after the work was done), it is not fetched
@@ -18,23 +18,23 @@ from typing import Any
 import redis
 from celery import Celery
 
-from worker import pipeline
-from worker.broker import redis_client
-from worker.catalog import Dataset
-from worker.client import ApiError, ElexonClient, client_from_settings
-from worker.coverage import Coverage
-from worker.fetch_lock import fetch_lock
-from worker.jobs import JobStore
-from worker.parse import SchemaError
-from worker.ratelimit import limiter_from_settings
+from worker.elexon import pipeline
+from worker.cluster.broker import redis_client
+from worker.elexon.catalog import Dataset
+from worker.elexon.client import ApiError, ElexonClient, client_from_settings
+from worker.elexon.coverage import Coverage
+from worker.cluster.fetch_lock import fetch_lock
+from worker.cluster.jobs import JobStore
+from worker.elexon.parse import SchemaError
+from worker.cluster.ratelimit import limiter_from_settings
 from worker.settings import Settings
-from worker.settlement import days_between
+from worker.elexon.settlement import days_between
 from worker.sinks import Sink, open_sink
 
 log = logging.getLogger(__name__)
 
-INGEST_TASK = "worker.tasks.ingest_chunk"
-BACKFILL_TASK = "worker.tasks.backfill"
+INGEST_TASK = "worker.cluster.tasks.ingest_chunk"
+BACKFILL_TASK = "worker.cluster.tasks.backfill"
 # Progress of a fan-out is saved every this many messages (a redelivered fan-out resumes).
 _FANOUT_BATCH = 200
 
@@ -86,7 +86,7 @@ def run_chunk(
 ) -> ChunkResult:
     """Fetch and load one chunk under its fetch lock.
 
-    Raises :class:`~worker.fetch_lock.ChunkBusyError` when another worker holds the chunk,
+    Raises :class:`~worker.cluster.fetch_lock.ChunkBusyError` when another worker holds the chunk,
     and transient errors (API retries exhausted, Redis, time limits) for the task to retry.
     A permanent error (the API refuses, rows break the schema) is recorded by the pipeline
     as the day's failure and returned, not raised: retrying would not help.

@@ -25,10 +25,10 @@ import orjson
 import redis
 from celery import Celery
 
-from worker.broker import KEY_PREFIX, QUEUE_PRIORITY_SUFFIXES, UNACKED_KEY
-from worker.celery_app import QUEUES
-from worker.dispatch import publish_chunks
-from worker.jobs import JobStore, UnknownJobError
+from worker.cluster.broker import KEY_PREFIX, QUEUE_PRIORITY_SUFFIXES, UNACKED_KEY
+from worker.cluster.celery_app import QUEUES
+from worker.cluster.dispatch import publish_chunks
+from worker.cluster.jobs import JobStore, UnknownJobError
 
 log = logging.getLogger(__name__)
 

@@ -34,7 +34,7 @@ from celery import Celery, Task, bootsteps, signals
 from kombu import Exchange, Queue
 
 from worker import logs
-from worker.broker import broker_url
+from worker.cluster.broker import broker_url
 from worker.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -45,16 +45,16 @@ DEFAULT_QUEUE = "backfill"
 # Modules whose tasks the workers load. One line per area; a module not yet installed is
 # skipped (and named in the worker's log), so areas can land in any order.
 TASK_MODULES = (
-    "worker.tasks",
+    "worker.cluster.tasks",
     "sheets.tasks",
     "iris_listener.tasks",
 )
 
 # Exact names first, then glob patterns in order (Celery's MapRoute).
 TASK_ROUTES: dict[str, dict[str, str]] = {
-    "worker.tasks.poll_realtime": {"queue": "realtime"},
-    "worker.tasks.check_freshness": {"queue": "realtime"},
-    "worker.tasks.*": {"queue": "backfill"},  # ingest_chunk, backfill, sweep_gaps
+    "worker.cluster.tasks.poll_realtime": {"queue": "realtime"},
+    "worker.cluster.tasks.check_freshness": {"queue": "realtime"},
+    "worker.cluster.tasks.*": {"queue": "backfill"},  # ingest_chunk, backfill, sweep_gaps
     "sheets.tasks.*": {"queue": "dashboard"},
     "iris_listener.*": {"queue": "iris"},
 }
@@ -117,7 +117,7 @@ def create_app(settings: Settings) -> Celery:
         task_serializer="json",
         result_serializer="json",
         accept_content=["json"],
-        task_ignore_result=True,  # progress lives in worker.jobs, not a result backend
+        task_ignore_result=True,  # progress lives in worker.cluster.jobs, not a result backend
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
@@ -212,7 +212,7 @@ class RecoverLostChunks(bootsteps.StartStopStep):
     """After each (re)connect to the broker, re-send chunks Redis lost while it was down.
 
     A consumer step's ``start`` runs on every connection, which is exactly when a message can
-    have been lost (see :mod:`worker.recovery`); the pass runs in a thread after a short delay
+    have been lost (see :mod:`worker.cluster.recovery`); the pass runs in a thread after a short delay
     so that it never holds up consuming.
     """
 
@@ -226,8 +226,8 @@ class RecoverLostChunks(bootsteps.StartStopStep):
 
     @staticmethod
     def _recover(celery_app: Celery) -> None:
-        from worker.broker import redis_client
-        from worker.recovery import recover_once
+        from worker.cluster.broker import redis_client
+        from worker.cluster.recovery import recover_once
 
         try:
             recover_once(celery_app, redis_client(get_settings()))

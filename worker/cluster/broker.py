@@ -1,9 +1,9 @@
 """The one Redis the cluster shares: Celery's broker, and the home of its coordination state.
 
 Besides the task queues, Redis holds what every worker on every machine must agree on: the
-Elexon request budget (:mod:`worker.ratelimit`), who is fetching which dataset-day
-(:mod:`worker.fetch_lock`), job progress (:mod:`worker.jobs`), the beat lease
-(:mod:`beat.scheduler`) and the freshness alert state (:mod:`worker.freshness`). All keys of
+Elexon request budget (:mod:`worker.cluster.ratelimit`), who is fetching which dataset-day
+(:mod:`worker.cluster.fetch_lock`), job progress (:mod:`worker.cluster.jobs`), the beat lease
+(:mod:`beat.scheduler`) and the freshness alert state (:mod:`worker.cluster.freshness`). All keys of
 ours start with ``bmrs:``; Celery's own keys are left as Celery names them.
 """
 

@@ -21,7 +21,7 @@ import uuid
 
 import redis
 
-from worker.broker import KEY_PREFIX, redis_client
+from worker.cluster.broker import KEY_PREFIX, redis_client
 from worker.settings import Settings
 
 log = logging.getLogger(__name__)

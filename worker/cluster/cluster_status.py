@@ -15,8 +15,8 @@ from celery import Celery
 
 from beat.scheduler import current_holder
 from iris_listener.status import iris_status
-from worker import freshness
-from worker.broker import (
+from worker.cluster import freshness
+from worker.cluster.broker import (
     QUEUE_PRIORITY_SUFFIXES,
     UNACKED_KEY,
     broker_problem,
@@ -24,13 +24,13 @@ from worker.broker import (
     masked_url,
     redis_client,
 )
-from worker.catalog import Dataset
-from worker.celery_app import QUEUES
-from worker.jobs import JobStore, UnknownJobError
+from worker.elexon.catalog import Dataset
+from worker.cluster.celery_app import QUEUES
+from worker.cluster.jobs import JobStore, UnknownJobError
 from worker.settings import Settings
-from worker.settlement import current_settlement_day
+from worker.elexon.settlement import current_settlement_day
 from worker.sinks import Sink
-from worker.sweep import configured_datasets, sweep_window
+from worker.cluster.sweep import configured_datasets, sweep_window
 
 
 

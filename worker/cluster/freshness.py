@@ -21,9 +21,9 @@ import pyarrow.compute as pc
 import redis
 import requests
 
-from worker.broker import KEY_PREFIX
-from worker.catalog import Dataset
-from worker.settlement import PERIOD, current_settlement_day, day_window_utc
+from worker.cluster.broker import KEY_PREFIX
+from worker.elexon.catalog import Dataset
+from worker.elexon.settlement import PERIOD, current_settlement_day, day_window_utc
 from worker.sinks.base import Sink
 
 log = logging.getLogger(__name__)

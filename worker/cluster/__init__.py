@@ -1,0 +1,1 @@
+"""The Celery cluster: app, tasks, dispatch, shared rate limit, locks, jobs and recovery."""

@@ -96,3 +96,67 @@ def test_parse_codes_accepts_commas_and_repeats_and_rejects_unknown() -> None:
     assert [d.code for d in chosen] == ["FUELINST", "FREQ", "MID"]
     with pytest.raises(catalog.UnknownDatasetError, match="valid datasets: BOALF"):
         catalog.parse_codes("NOPE")
+
+
+SAMPLES = SPEC_PATH.parent / "samples"
+
+
+def _sample_rows(path: Path) -> list[dict[str, Any]]:
+    body = json.loads(path.read_text())
+    if isinstance(body, dict) and "response" in body:  # reconstructed notebook output
+        body = body["response"]
+    return body if isinstance(body, list) else body["data"]
+
+
+def _samples() -> list[tuple[catalog.Dataset, Path]]:
+    found = []
+    for path in sorted(SAMPLES.glob("*.json")):
+        code = path.name.split("__")[0]
+        if code in catalog.BY_CODE:
+            found.append((catalog.BY_CODE[code], path))
+    return found
+
+
+@pytest.mark.parametrize(("dataset", "path"), _samples(), ids=lambda v: getattr(v, "name", ""))
+def test_natural_key_fields_are_filled_in_every_real_sample(dataset: catalog.Dataset, path: Path) -> None:
+    """A null key field merges distinct rows (real MILS has 16 units with bmUnit null)."""
+    rows = _sample_rows(path)
+    assert rows
+    for row in rows:
+        missing = [k for k in dataset.natural_key if row.get(k) is None]
+        assert not missing, f"{path.name}: key field(s) {missing} null in {row}"
+
+
+def test_bm_unit_datasets_key_on_national_grid_unit_not_nullable_bm_unit() -> None:
+    for dataset in catalog.DATASETS:
+        names = set(dataset.field_names)
+        if {"nationalGridBmUnit", "bmUnit"} <= names:
+            assert "nationalGridBmUnit" in dataset.natural_key, dataset.code
+            assert "bmUnit" not in dataset.natural_key, dataset.code
+
+
+@pytest.mark.parametrize("dataset", catalog.DATASETS, ids=lambda d: d.code)
+def test_window_is_the_spec_limit_or_the_whole_settlement_day(dataset: catalog.Dataset) -> None:
+    if dataset.spec_limit is None:
+        assert dataset.max_window == catalog.WHOLE_DAY
+    else:
+        assert dataset.max_window == dataset.spec_limit <= catalog.WHOLE_DAY
+
+
+@pytest.mark.parametrize("dataset", catalog.DATASETS, ids=lambda d: d.code)
+def test_history_start_names_its_source(dataset: catalog.Dataset) -> None:
+    assert dataset.earliest_source
+    if dataset.code in {"PN", "QPN", "MELS", "MILS", "BOD", "BOALF"}:
+        assert dataset.earliest == catalog.PHYSICAL_START
+    if dataset.code == "REMIT":
+        assert dataset.earliest == catalog.REMIT_START
+
+
+@pytest.mark.parametrize("day", ["2025-06-01", "2025-03-30", "2025-10-26"])
+def test_a_bod_or_boalf_day_is_one_request_even_on_clock_change_days(day: str) -> None:
+    import datetime as dt
+
+    from worker.elexon.client import request_windows
+
+    for code in ("BOD", "BOALF", "PN", "MILS"):
+        assert len(request_windows(catalog.get(code), dt.date.fromisoformat(day))) == 1

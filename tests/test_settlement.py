@@ -55,21 +55,22 @@ def test_day_window_is_local_midnight_to_local_midnight() -> None:
 
 
 def test_windows_split_to_the_dataset_maximum() -> None:
-    freq = catalog.get("FREQ")  # 24 h at most: the 25 h autumn day needs two requests
-    windows = request_windows(freq, dt.date(2025, 10, 26))
+    # 24 h at most (INDGEN's stated one-day limit): the 25 h autumn day needs two requests.
+    indgen = catalog.get("INDGEN")
+    windows = request_windows(indgen, dt.date(2025, 10, 26))
     # Windows include their end: each stops a second before the next one starts.
     assert [(w.start, w.end) for w in windows] == [
         (dt.datetime(2025, 10, 25, 23, tzinfo=UTC), dt.datetime(2025, 10, 26, 22, 59, 59, tzinfo=UTC)),
         (dt.datetime(2025, 10, 26, 23, tzinfo=UTC), dt.datetime(2025, 10, 26, 23, 59, 59, tzinfo=UTC)),
     ]
     assert windows[0].params == {
-        "measurementDateTimeFrom": "2025-10-25T23:00:00Z",
-        "measurementDateTimeTo": "2025-10-26T22:59:59Z",
+        "publishDateTimeFrom": "2025-10-25T23:00:00Z",
+        "publishDateTimeTo": "2025-10-26T22:59:59Z",
     }
-    bod = catalog.get("BOD")  # one hour at most
-    assert len(request_windows(bod, dt.date(2026, 3, 29))) == 23
-    assert len(request_windows(bod, dt.date(2025, 10, 26))) == 25
-    assert len(request_windows(bod, dt.date(2025, 11, 3))) == 24
+    bod = catalog.get("BOD")  # no stated limit: the whole settlement day, whatever its length
+    for day in (dt.date(2026, 3, 29), dt.date(2025, 10, 26), dt.date(2025, 11, 3)):
+        (window,) = request_windows(bod, day)
+        assert (window.start, window.end + dt.timedelta(seconds=1)) == day_window_utc(day)
 
 
 def test_date_styles_ask_for_exactly_the_day() -> None:

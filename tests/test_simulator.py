@@ -340,12 +340,12 @@ def test_settlement_period_parameters_filter_on_settlement_date_and_period(
             {"settlementDateFrom": "2025-06-01", "settlementDateTo": "2025-06-08"},
             "settlementDateTo",
         ),
-        ("/datasets/BOD/stream", {"from": "2025-06-02T10:00Z", "to": "2025-06-02T11:00:01Z"}, "to"),
+        ("/datasets/BOD/stream", {"from": "2025-06-02T00:00Z", "to": "2025-06-03T01:00:01Z"}, "to"),
         (
             "/datasets/FREQ/stream",
             {
                 "measurementDateTimeFrom": "2025-10-25T23:00Z",
-                "measurementDateTimeTo": "2025-10-27T00:00Z",
+                "measurementDateTimeTo": "2025-10-27T00:00:01Z",
             },
             "measurementDateTimeTo",
         ),
@@ -353,7 +353,7 @@ def test_settlement_period_parameters_filter_on_settlement_date_and_period(
             "/datasets/REMIT/stream",
             {
                 "publishDateTimeFrom": "2025-06-01T00:00Z",
-                "publishDateTimeTo": "2025-06-02T00:00:01Z",
+                "publishDateTimeTo": "2025-06-02T01:00:01Z",
             },
             "publishDateTimeTo",
         ),

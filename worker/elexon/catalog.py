@@ -5,10 +5,20 @@ the client, parser, sinks, coverage, CLI and the parametrised tests read everyth
 Field names and types mirror the row schemas of Elexon's OpenAPI spec (a contract test
 checks them), with date-times as UTC timestamps.
 
-Request windows: the spec states 24 hours for FREQ and one day for INDGEN/INDDEM on their
-non-stream endpoints; we apply the same limits to the stream endpoints we call. BOD uses the
-one-hour windows the old system used for its 300k-row days; the other limits are our
-conservative choice, never wider than a settlement day plus its clock-change hour.
+Request windows (``max_window``): only limits Elexon's spec states are limits
+(``spec_limit``): one day for INDGEN/INDDEM ("a maximum data output range of 1 day", stated on
+the base endpoint and applied to the stream we call). FREQ's 24 hours is stated for the base
+endpoint only, which tells callers to "use the streaming version for larger response sizes",
+so the stream we call has none. Every other dataset is fetched a whole settlement day per
+request (``WHOLE_DAY``: 25 hours, so a clock-change day is still one request), as public
+clients do for BOD and BOALF. Wider-than-allowed answers are learned at run time by the client.
+
+Natural keys use only fields real data always fills: BM-unit datasets key on
+``nationalGridBmUnit`` (the spec marks both unit fields nullable, and real MILS leaves
+``bmUnit`` null for interconnector and some other units while ``nationalGridBmUnit`` is set).
+
+History starts (``earliest``) come from Elexon's published statements; ``earliest_source``
+says which, or that none was found.
 """
 
 from __future__ import annotations
@@ -79,6 +89,11 @@ class Dataset:
     # Polled every few minutes for the current and previous day.
     realtime: bool = False
     description: str = ""
+    # Where ``earliest`` comes from: a published statement, or why there is none.
+    earliest_source: str = ""
+    # The request-window limit Elexon's spec states for this dataset, None when it states none
+    # (then ``max_window`` is the whole settlement day). A simulator enforces only this.
+    spec_limit: dt.timedelta | None = None
 
     @property
     def schema(self) -> pa.Schema:
@@ -126,6 +141,8 @@ class Dataset:
             "param_style": self.param_style,
             "revision_days": self.revision_days,
             "realtime": self.realtime,
+            "earliest_source": self.earliest_source,
+            "spec_limit": None if self.spec_limit is None else _iso_duration(self.spec_limit),
         }
 
 
@@ -136,6 +153,20 @@ def _iso_duration(delta: dt.timedelta) -> str:
 
 DAY = dt.timedelta(days=1)
 HOUR = dt.timedelta(hours=1)
+# A settlement day is 23, 24 or 25 hours: one request covers any of them.
+WHOLE_DAY = DAY + HOUR
+
+# Elexon Insights FAQ, "What is the earliest data in Insights?"
+# (https://www.elexon.co.uk/data/kinnect-insights-solution/): historic data loaded from legacy
+# BMRS starts June 2017 for REMIT, January 2016 for physical data, May 2023 for transparency data.
+FAQ = "Elexon Insights FAQ (elexon.co.uk/data/kinnect-insights-solution): "
+PHYSICAL_START = dt.date(2016, 1, 1)
+PHYSICAL_SOURCE = FAQ + "physical data loaded from January 2016"
+REMIT_START = dt.date(2017, 6, 1)
+REMIT_SOURCE = FAQ + "REMIT loaded from June 2017"
+TRANSPARENCY_START = dt.date(2023, 5, 1)
+TRANSPARENCY_SOURCE = FAQ + "transparency data loaded from May 2023"
+NO_STATEMENT = "no published statement found; legacy BMRS start kept, `bmrs history` checks it"
 
 _GENERATION = (
     ("publishTime", TS),
@@ -175,8 +206,8 @@ DATASETS: tuple[Dataset, ...] = (
         time_field="startTime",
         endpoint="/datasets/FUELINST/stream",
         param_style="settlement_dates",
-        max_window=7 * DAY,
-        earliest=dt.date(2008, 11, 5),
+        max_window=WHOLE_DAY,
+        earliest=dt.date(2008, 11, 5), earliest_source=NO_STATEMENT,
         fields=_GENERATION,
         natural_key=("startTime", "fuelType"),
         version_field="publishTime",
@@ -190,8 +221,8 @@ DATASETS: tuple[Dataset, ...] = (
         time_field="startTime",
         endpoint="/datasets/FUELHH/stream",
         param_style="settlement_dates",
-        max_window=7 * DAY,
-        earliest=dt.date(2008, 11, 5),
+        max_window=WHOLE_DAY,
+        earliest=dt.date(2008, 11, 5), earliest_source=NO_STATEMENT,
         fields=_GENERATION,
         natural_key=("settlementDate", "settlementPeriod", "fuelType"),
         version_field="publishTime",
@@ -205,8 +236,8 @@ DATASETS: tuple[Dataset, ...] = (
         time_field="measurementTime",
         endpoint="/datasets/FREQ/stream",
         param_style="measurement_time",
-        max_window=DAY,
-        earliest=dt.date(2008, 11, 5),
+        max_window=WHOLE_DAY,
+        earliest=dt.date(2008, 11, 5), earliest_source=NO_STATEMENT,
         fields=(("measurementTime", TS), ("frequency", F64)),
         natural_key=("measurementTime",),
         partition_field="measurementTime",
@@ -221,8 +252,8 @@ DATASETS: tuple[Dataset, ...] = (
         time_field="startTime",
         endpoint="/datasets/MID/stream",
         param_style="from_to",
-        max_window=7 * DAY,
-        earliest=dt.date(2001, 3, 27),
+        max_window=WHOLE_DAY,
+        earliest=dt.date(2001, 3, 27), earliest_source=NO_STATEMENT,
         fields=(
             ("startTime", TS),
             ("dataProvider", STR),
@@ -245,8 +276,8 @@ DATASETS: tuple[Dataset, ...] = (
         time_field="timeFrom",
         endpoint="/datasets/BOD/stream",
         param_style="from_to",
-        max_window=HOUR,
-        earliest=dt.date(2001, 3, 27),
+        max_window=WHOLE_DAY,
+        earliest=PHYSICAL_START, earliest_source=PHYSICAL_SOURCE,
         fields=(
             ("settlementDate", DATE),
             ("settlementPeriod", I32),
@@ -269,8 +300,8 @@ DATASETS: tuple[Dataset, ...] = (
         time_field="timeFrom",
         endpoint="/datasets/BOALF/stream",
         param_style="from_to",
-        max_window=DAY,
-        earliest=dt.date(2001, 3, 27),
+        max_window=WHOLE_DAY,
+        earliest=PHYSICAL_START, earliest_source=PHYSICAL_SOURCE,
         fields=(
             ("settlementDate", DATE),
             ("settlementPeriodFrom", I32),
@@ -300,8 +331,8 @@ DATASETS: tuple[Dataset, ...] = (
         code="DISBSAD",
         endpoint="/datasets/DISBSAD/stream",
         param_style="from_to",
-        max_window=DAY,
-        earliest=dt.date(2001, 3, 27),
+        max_window=WHOLE_DAY,
+        earliest=dt.date(2001, 3, 27), earliest_source=NO_STATEMENT,
         fields=(
             ("settlementDate", DATE),
             ("settlementPeriod", I32),
@@ -324,8 +355,8 @@ DATASETS: tuple[Dataset, ...] = (
         code="NETBSAD",
         endpoint="/datasets/NETBSAD/stream",
         param_style="from_to",
-        max_window=DAY,
-        earliest=dt.date(2001, 3, 27),
+        max_window=WHOLE_DAY,
+        earliest=dt.date(2001, 3, 27), earliest_source=NO_STATEMENT,
         fields=(
             ("settlementDate", DATE),
             ("settlementPeriod", I32),
@@ -349,8 +380,8 @@ DATASETS: tuple[Dataset, ...] = (
         time_field="publishTime",
         endpoint="/datasets/INDGEN/stream",
         param_style="publish_time",
-        max_window=DAY,
-        earliest=dt.date(2015, 1, 1),
+        max_window=DAY, spec_limit=DAY,
+        earliest=dt.date(2015, 1, 1), earliest_source=NO_STATEMENT,
         fields=_indicated("generation"),
         natural_key=("boundary", "settlementDate", "settlementPeriod"),
         partition_field="publishTime",
@@ -363,8 +394,8 @@ DATASETS: tuple[Dataset, ...] = (
         time_field="publishTime",
         endpoint="/datasets/INDDEM/stream",
         param_style="publish_time",
-        max_window=DAY,
-        earliest=dt.date(2015, 1, 1),
+        max_window=DAY, spec_limit=DAY,
+        earliest=dt.date(2015, 1, 1), earliest_source=NO_STATEMENT,
         fields=_indicated("demand"),
         natural_key=("boundary", "settlementDate", "settlementPeriod"),
         partition_field="publishTime",
@@ -377,10 +408,10 @@ DATASETS: tuple[Dataset, ...] = (
         time_field="timeFrom",
         endpoint="/datasets/PN/stream",
         param_style="from_to",
-        max_window=DAY,
-        earliest=dt.date(2001, 3, 27),
+        max_window=WHOLE_DAY,
+        earliest=PHYSICAL_START, earliest_source=PHYSICAL_SOURCE,
         fields=_PHYSICAL,
-        natural_key=("bmUnit", "settlementDate", "settlementPeriod", "timeFrom"),
+        natural_key=("nationalGridBmUnit", "settlementDate", "settlementPeriod", "timeFrom"),
         freshness=dt.timedelta(hours=3),
         description="Physical notifications: planned MW levels per BM unit",
     ),
@@ -389,10 +420,10 @@ DATASETS: tuple[Dataset, ...] = (
         time_field="timeFrom",
         endpoint="/datasets/QPN/stream",
         param_style="from_to",
-        max_window=DAY,
-        earliest=dt.date(2001, 3, 27),
+        max_window=WHOLE_DAY,
+        earliest=PHYSICAL_START, earliest_source=PHYSICAL_SOURCE,
         fields=_PHYSICAL,
-        natural_key=("bmUnit", "settlementDate", "settlementPeriod", "timeFrom"),
+        natural_key=("nationalGridBmUnit", "settlementDate", "settlementPeriod", "timeFrom"),
         freshness=dt.timedelta(hours=3),
         description="Quiescent physical notifications per BM unit",
     ),
@@ -401,10 +432,10 @@ DATASETS: tuple[Dataset, ...] = (
         time_field="timeFrom",
         endpoint="/datasets/MELS/stream",
         param_style="from_to",
-        max_window=DAY,
-        earliest=dt.date(2001, 3, 27),
+        max_window=WHOLE_DAY,
+        earliest=PHYSICAL_START, earliest_source=PHYSICAL_SOURCE,
         fields=_LIMITS,
-        natural_key=("bmUnit", "timeFrom"),
+        natural_key=("nationalGridBmUnit", "timeFrom"),
         version_field="notificationSequence",
         freshness=dt.timedelta(hours=3),
         description="Maximum export limits (MW) per BM unit",
@@ -414,10 +445,10 @@ DATASETS: tuple[Dataset, ...] = (
         time_field="timeFrom",
         endpoint="/datasets/MILS/stream",
         param_style="from_to",
-        max_window=DAY,
-        earliest=dt.date(2001, 3, 27),
+        max_window=WHOLE_DAY,
+        earliest=PHYSICAL_START, earliest_source=PHYSICAL_SOURCE,
         fields=_LIMITS,
-        natural_key=("bmUnit", "timeFrom"),
+        natural_key=("nationalGridBmUnit", "timeFrom"),
         version_field="notificationSequence",
         freshness=dt.timedelta(hours=3),
         description="Maximum import limits (MW) per BM unit",
@@ -427,8 +458,8 @@ DATASETS: tuple[Dataset, ...] = (
         time_field="publishTime",
         endpoint="/datasets/REMIT/stream",
         param_style="publish_time",
-        max_window=DAY,
-        earliest=dt.date(2018, 1, 1),
+        max_window=WHOLE_DAY,
+        earliest=REMIT_START, earliest_source=REMIT_SOURCE,
         fields=(
             ("mrid", STR),
             ("revisionNumber", I32),
@@ -470,8 +501,8 @@ DATASETS: tuple[Dataset, ...] = (
         time_field="startTime",
         endpoint="/balancing/settlement/system-prices/{settlementDate}",
         param_style="path_date",
-        max_window=DAY,
-        earliest=dt.date(2001, 3, 27),
+        max_window=WHOLE_DAY,
+        earliest=dt.date(2001, 3, 27), earliest_source=NO_STATEMENT,
         fields=(
             ("settlementDate", DATE),
             ("settlementPeriod", I32),

@@ -97,7 +97,7 @@ def test_workers_are_health_checked_by_a_celery_ping_of_their_own_node(compose) 
     for name in WORKER_SERVICES:
         test = compose["services"][name]["healthcheck"]["test"]
         command = test[1] if test[0] == "CMD-SHELL" else " ".join(test[1:])
-        assert re.search(r"celery -A worker\.celery_app inspect ping .*celery@\$\$HOSTNAME", command), command
+        assert re.search(r"celery -A worker\.cluster\.celery_app inspect ping .*celery@\$\$HOSTNAME", command), command
 
 
 def test_flower_has_basic_auth_from_the_environment_and_a_healthcheck(compose) -> None:

@@ -155,7 +155,7 @@ def test_workers_use_celery_soft_shutdown_within_their_grace_period(overlay) -> 
             assert grace > limit, f"{name}/{deployment}: grace {grace}s <= {setting} {limit:g}s"
         assert grace > float(conf.worker_soft_shutdown_timeout or 0)
         probe = " ".join(container["livenessProbe"]["exec"]["command"])
-        assert re.search(r"celery -A worker\.celery_app inspect ping .*celery@\$HOSTNAME", probe)
+        assert re.search(r"celery -A worker\.cluster\.celery_app inspect ping .*celery@\$HOSTNAME", probe)
 
 
 def test_beat_and_the_iris_listener_run_exactly_once(overlay) -> None:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import orjson
 
-from worker.sim.generators import Generator, bucket_floor, generators
+from worker.sim.generators import Generator, bucket_floor, dumps, generators
 
 LIVE_WINDOW = dt.timedelta(hours=2)
 DEFAULT_DATASETS = ("FUELINST", "FREQ", "BOALF", "PN", "MELS", "MID")
@@ -117,7 +117,7 @@ class IrisFeed:
         return f"{code}_{instant:%Y%m%d%H%M}_{self.sequence}.json"
 
     def _encode(self, rows: list[dict]) -> bytes:
-        body = orjson.dumps(rows)
+        body = dumps(rows)
         if self.rng.random() < DOUBLE_ENCODED:
             body = orjson.dumps(body.decode())
         return body

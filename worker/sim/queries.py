@@ -59,6 +59,9 @@ class Query:
     # Where a time window ends: a bucket starting exactly there meets the window in one
     # instant only, e.g. next midnight for a day asked as from=00:00&to=24:00.
     edge: dt.datetime | None = None
+    # The row field lower/upper bound, when not the dataset's time field (FUELINST asked by
+    # publishDateTimeFrom/To filters on publishTime).
+    bound_field: str | None = None
 
     @property
     def days(self) -> set[dt.date]:
@@ -73,7 +76,7 @@ class Query:
     def select(self, generator: Generator) -> list[Row]:
         """The matching rows, in the real API's order for the dataset."""
         dataset = generator.dataset
-        time_field = dataset.time_field
+        time_field = self.bound_field or dataset.time_field
         period_field = dataset.period_field
         buckets = reversed(self.buckets) if generator.descending else self.buckets
         selected: list[Row] = []
@@ -181,6 +184,10 @@ def period_query(dataset: catalog.Dataset, params: Params, now: dt.datetime) -> 
 def _settlement_dates_query(dataset: catalog.Dataset, params: Params, now: dt.datetime) -> Query:
     name_from, name_to = catalog.WINDOW_PARAMS["settlement_dates"]
     text_from, text_to = first(params, name_from), first(params, name_to)
+    if text_from is None and text_to is None and dataset.code in _PUBLISH_WINDOW_CODES:
+        publish_from, publish_to = catalog.WINDOW_PARAMS["publish_time"]
+        if publish_from in params or publish_to in params:
+            return _publish_window_query(dataset, params, now)
     if text_from is None and text_to is None:
         today = settlement.current_settlement_day(now)
         return Query(_day_buckets(dataset, today, today, now), upper=iso(now))
@@ -205,6 +212,32 @@ def _settlement_dates_query(dataset: catalog.Dataset, params: Params, now: dt.da
             f"{dataset.max_window.days} days per request.",
         )
     return Query(_day_buckets(dataset, day_from, day_to, now), upper=iso(now))
+
+
+# Settlement-date endpoints that also take a publish window (FUELINST/FUELHH in the spec),
+# with how long after its startTime a row is published.
+_PUBLISH_WINDOW_CODES = {"FUELINST": dt.timedelta(minutes=5), "FUELHH": HALF_HOUR}
+
+
+def _publish_window_query(dataset: catalog.Dataset, params: Params, now: dt.datetime) -> Query:
+    """``?publishDateTimeFrom=T&publishDateTimeTo=T`` on a settlement-date endpoint: rows
+    published in the window, both ends inclusive (00:00-00:30 gives FUELINST 7 x 20 rows)."""
+    name_from, name_to = catalog.WINDOW_PARAMS["publish_time"]
+    text_from, text_to = first(params, name_from), first(params, name_to)
+    for name, text in ((name_from, text_from), (name_to, text_to)):
+        if text is None:
+            raise BadRequest(name, f"The {name} field is required when the other is given.")
+    assert text_from is not None and text_to is not None
+    lower, _ = parse_instant(name_from, text_from)
+    upper, _ = parse_instant(name_to, text_to)
+    if upper < lower:
+        raise BadRequest(
+            name_to, f"{name_to} ({iso(upper)}) must not be before {name_from} ({iso(lower)})."
+        )
+    query = Query([], lower=_ceil_iso(lower), upper=iso(upper), bound_field="publishTime")
+    delay = _PUBLISH_WINDOW_CODES[dataset.code]
+    # A row is published after its start: cover the starts from ``delay`` before the window.
+    return _covering(dataset, query, lower - delay, upper, now)
 
 
 def _time_query(dataset: catalog.Dataset, params: Params, now: dt.datetime) -> Query:

@@ -40,7 +40,7 @@ from worker.sim.faults import (
     revise_rows,
     truncate_body,
 )
-from worker.sim.generators import Generator, generators
+from worker.sim.generators import Generator, dumps, generators
 
 BASE_PATH = "/bmrs/api/v1"
 RETRY_AFTER_S = 1
@@ -194,7 +194,7 @@ class SimulatorApp:
             rows = duplicate_rows(rows, draw.rng)
         if draw.revise:
             rows = revise_rows(rows, generator, draw.rng)
-        body = orjson.dumps(self._envelope(route, rows))
+        body = dumps(self._envelope(route, rows))
         if draw.truncate:
             body = truncate_body(body, draw.rng)
         return Response(200, body, {"Content-Type": _JSON})

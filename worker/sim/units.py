@@ -25,11 +25,13 @@ _FUELS = ("CCGT", "WIND", "NUCLEAR", "BIOMASS", "PS", "OCGT", "BATTERY", "NPSHYD
 class BmUnit:
     """One BM unit: its two ids, what it runs on and how big it is."""
 
-    bm_unit: str
+    # None for units known to National Grid only (see :func:`limit_only_units`).
+    bm_unit: str | None
     national_grid_bm_unit: str
     fuel: str
     capacity_mw: int
-    # Storage and demand units can import, so they also declare import limits (MILS).
+    # The few storage and demand units whose import limit (MILS) is not zero: ~5% of units,
+    # as in a real MILS answer (954 of 1,000 units at level 0).
     imports: bool
     # Bid-offer pairs submitted per period, half as bids (pairId < 0), half as offers.
     pairs: int
@@ -64,9 +66,41 @@ def fleet(seed: int, scale: float) -> tuple[BmUnit, ...]:
                 national_grid_bm_unit=national_grid_id,
                 fuel=fuel,
                 capacity_mw=rng.choice((10, 25, 50, 100, 150, 300, 450, 600, 850, 1200)),
-                imports=fuel in ("PS", "BATTERY", "DEMAND"),
+                # Drawn from the name, not the pool's stream, so the pool is unchanged.
+                imports=fuel in ("PS", "BATTERY", "DEMAND")
+                and random.Random(f"{seed}:{name}:imports").random() < 0.15,
                 pairs=rng.choice((2, 4, 4, 6, 6)),
                 base_price=round(rng.uniform(30, 120), 2),
+                peak_hour=rng.uniform(0, 24),
+            )
+        )
+    return tuple(units)
+
+
+# Units National Grid knows that have no Elexon BM unit id: a real MILS answer had 16 of 1,000
+# rows with ``bmUnit: null`` and ``nationalGridBmUnit`` set (names like these).
+_LIMIT_ONLY_SHARE = 0.016
+_LIMIT_ONLY_STEMS = ("RUSHB-", "TYLNB-", "UNPKD-", "IMD-CAPT", "IMG-EGEN", "IBG-ENGI", "WNCHB-")
+
+
+@functools.cache
+def limit_only_units(seed: int, scale: float) -> tuple[BmUnit, ...]:
+    """Units that appear only in MELS/MILS, with ``bm_unit`` None: at least one at any scale,
+    so the null pattern of the real data shows even in small test days."""
+    size = max(1, round(FULL_FLEET * scale * _LIMIT_ONLY_SHARE))
+    rng = random.Random(f"{seed}:limit-only")
+    units = []
+    for number in range(size):
+        stem = _LIMIT_ONLY_STEMS[number % len(_LIMIT_ONLY_STEMS)]
+        units.append(
+            BmUnit(
+                bm_unit=None,
+                national_grid_bm_unit=f"{stem}{number // len(_LIMIT_ONLY_STEMS) + 1}",
+                fuel="BATTERY",
+                capacity_mw=rng.choice((10, 25, 50, 100)),
+                imports=rng.random() < 0.3,
+                pairs=0,
+                base_price=0.0,
                 peak_hour=rng.uniform(0, 24),
             )
         )

@@ -262,6 +262,8 @@ def _cell_format(cell: Cell) -> dict[str, Any]:
         fmt["backgroundColor"] = _rgb(style.fill)
     if style.wrap:
         fmt["wrapStrategy"] = "WRAP"
+    if style.align:
+        fmt["horizontalAlignment"] = style.align.upper()
     return fmt
 
 

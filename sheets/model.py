@@ -17,12 +17,17 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import heapq
+import math
+import re
 import statistics
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Literal
 
-from sheets.queries import HEALTH_DAYS, MID_PROVIDER, OUTAGE_MIN_MW, OUTAGE_ROWS, Snapshot
+from sheets.queries import (
+    FREQUENCY_SPAN, HEALTH_DAYS, MID_PROVIDER, OUTAGE_MIN_MW, OUTAGE_ROWS, SPREAD_DAYS, Row, Snapshot,
+)
 from worker.elexon import catalog
 from worker.cluster.freshness import SEARCH_DAYS
 from worker.elexon.settlement import LONDON, period_of, period_start, periods_in_day
@@ -63,6 +68,7 @@ class Style:
     color: str | None = None  # font, #RRGGBB
     fill: str | None = None  # background, #RRGGBB
     wrap: bool = False
+    align: Literal["left", "right", "center"] | None = None
 
 
 STYLES: dict[str, Style] = {
@@ -70,6 +76,18 @@ STYLES: dict[str, Style] = {
     "title": Style(bold=True, size=16),
     "section": Style(bold=True, size=12, color="#1F3864"),
     "heading": Style(bold=True, fill="#D9E1F2", wrap=True),
+    # Over a column of numbers: the header sits where the numbers do.
+    "heading_num": Style(bold=True, fill="#D9E1F2", wrap=True, align="right"),
+    "text_num": Style(align="right"),
+    "ok_num": Style(color="#006100", fill="#C6EFCE", align="right"),
+    "warning_num": Style(bold=True, color="#9C0006", fill="#FFC7CE", align="right"),
+    "muted_num": Style(italic=True, color="#666666", align="right"),
+    "heading_center": Style(bold=True, fill="#D9E1F2", wrap=True, align="center"),
+    "ok_center": Style(color="#006100", fill="#C6EFCE", align="center"),
+    "warning_center": Style(bold=True, color="#9C0006", fill="#FFC7CE", align="center"),
+    "muted_center": Style(italic=True, color="#666666", align="center"),
+    "datetime_center": Style(number="yyyy-mm-dd hh:mm", align="center"),
+    "spike": Style(bold=True, color="#9C0006"),
     "label": Style(bold=True),
     "muted": Style(italic=True, color="#666666"),
     "warning": Style(bold=True, color="#9C0006", fill="#FFC7CE"),
@@ -83,7 +101,11 @@ STYLES: dict[str, Style] = {
     "share": Style(number="0.0%"),
     "count": Style(number="0"),
     "datetime": Style(number="yyyy-mm-dd hh:mm"),
+    "datetime_s": Style(number="yyyy-mm-dd hh:mm:ss"),
+    "time": Style(number="d mmm hh:mm"),
     "date": Style(number="yyyy-mm-dd"),
+    "date_left": Style(number="yyyy-mm-dd", align="left"),
+    "spike_price": Style(number="#,##0.00", bold=True, color="#9C0006"),
 }
 
 
@@ -132,6 +154,12 @@ class Chart:
     series: tuple[tuple[str, Range], ...]  # (legend name, values)
     y_title: str
     size: tuple[int, int] = (620, 300)  # pixels
+    # Fixed value-axis bounds (so one spike does not flatten the rest), else automatic.
+    y_bounds: tuple[float, float] | None = None
+    colors: tuple[str | None, ...] = ()  # per series, #RRGGBB; None = the theme's
+    # Category labels: dates with times, so an axis that crosses midnight says which day.
+    x_format: str = "d mmm hh:mm"
+    x_interval: int | None = None  # label every n-th category; None = automatic
 
 
 @dataclasses.dataclass
@@ -145,6 +173,8 @@ class Tab:
     cells: dict[tuple[int, int], Cell] = dataclasses.field(default_factory=dict)
     freeze_rows: int = 0
     charts: list[Chart] = dataclasses.field(default_factory=list)
+    # (rows, cols) from A1 that a printout shows; None prints the whole block.
+    print_area: tuple[int, int] | None = None
 
     def put(self, row: int, col: int, cell: Cell) -> None:
         if not (0 <= row < self.rows and 0 <= col < self.cols):
@@ -282,25 +312,86 @@ def window_series(snapshot: Snapshot) -> list[Series]:
     def gw(value: float | None) -> float | None:
         return None if value is None else value / 1000
 
+    imbalance = pick(prices, single_price)
+    n2ex = pick(mid, lambda price: price)
+    difference = {p: None if imbalance[p] is None or n2ex[p] is None else imbalance[p] - n2ex[p]
+                  for p in window}  # type: ignore[operator]
     return [
-        Series("ssp", "System sell price", "£/MWh", "price", "DISEBSP row",
-               pick(prices, lambda r: r["systemSellPrice"])),
-        Series("sbp", "System buy price", "£/MWh", "price", "DISEBSP row",
-               pick(prices, lambda r: r["systemBuyPrice"])),
-        Series("mid", "Market index price (N2EX)", "£/MWh", "price",
-               f"MID row from {MID_PROVIDER}", pick(mid, lambda price: price)),
+        Series("imbalance", IMBALANCE, "£/MWh", "price", "DISEBSP row", imbalance),
+        Series("mid", N2EX, "£/MWh", "price", f"MID row from {MID_PROVIDER}", n2ex),
+        Series("imbalance_vs_n2ex", SPREAD_VS_N2EX, "£/MWh", "price",
+               f"DISEBSP and {MID_PROVIDER} MID row", difference),
+        Series("niv", NIV, "MWh", "mwh", "DISEBSP row",
+               pick(prices, lambda r: r["netImbalanceVolume"])),
         Series("generation", "Total generation", "GW", "gw", "FUELINST sample",
                pick(fuel, lambda f: gw(f.generation_mw))),
         Series("wind", "Wind", "GW", "gw", "FUELINST WIND sample",
                pick(fuel, lambda f: gw(f.mw.get("WIND")))),
         Series("net_imports", "Net interconnector imports", "GW", "gw",
                "FUELINST interconnector sample", pick(fuel, lambda f: gw(f.net_imports_mw))),
-        Series("demand", "Demand (generation + net imports)", "GW", "gw",
+        Series("demand", DEMAND, "GW", "gw",
                "FUELINST generation and interconnector sample",
                pick(fuel, lambda f: gw(f.demand_mw))),
         Series("frequency", "Frequency (period mean)", "Hz", "hz", "FREQ sample",
                pick(hz, lambda v: v)),
     ]
+
+
+IMBALANCE = "Imbalance price (SSP = SBP)"
+N2EX = "Market index price (N2EX)"
+SPREAD_VS_N2EX = "Imbalance − N2EX"
+NIV = "Net imbalance volume (NIV)"
+DEMAND = "Transmission demand"
+DEMAND_NOTE = ("Transmission demand = transmission-connected generation + net interconnector "
+               "imports. Embedded (distribution-connected) solar and wind are not in FUELINST: "
+               "they lower what the transmission system sees, so national demand is higher.")
+
+
+def single_price(row: Row) -> float | None:
+    """The imbalance price of a DISEBSP row.
+
+    Since BSC P305 (November 2015) the system sell and buy prices are one single price; the
+    sell price is shown, and older rows where they differ are flagged by :func:`price_note`.
+    """
+    value = row["systemSellPrice"]
+    if value is None:
+        value = row["systemBuyPrice"]
+    return None if value is None else float(value)
+
+
+def price_note(row: Row) -> str | None:
+    sell, buy = row.get("systemSellPrice"), row.get("systemBuyPrice")
+    if sell is not None and buy is not None and abs(float(sell) - float(buy)) > 1e-9:
+        return f"before single pricing: sell {float(sell):.2f}, buy {float(buy):.2f} £/MWh"
+    return None
+
+
+def robust_bounds(values: Sequence[float], pad: float = 0.1) -> tuple[float, float, list[float]]:
+    """Axis bounds that the bulk of the values fill, and the values outside them (spikes).
+
+    Tukey's far-out fences (3 x IQR beyond the quartiles) decide what is a spike; the axis
+    spans the rest, padded, so a £1,000 period does not flatten a £40-150 day.
+    """
+    if not values:
+        return 0.0, 1.0, []
+    ordered = sorted(values)
+    if len(ordered) >= 4:
+        q1, _, q3 = statistics.quantiles(ordered, n=4)
+        iqr = q3 - q1
+        low_fence, high_fence = q1 - 3 * iqr, q3 + 3 * iqr
+    else:
+        low_fence, high_fence = ordered[0], ordered[-1]
+    inside = [v for v in ordered if low_fence <= v <= high_fence] or ordered
+    spikes = [v for v in values if v < inside[0] or v > inside[-1]]
+    low, high = inside[0], inside[-1]
+    margin = max((high - low) * pad, 1.0)
+    return _nice(low - margin, down=True), _nice(high + margin, down=False), spikes
+
+
+def _nice(value: float, *, down: bool) -> float:
+    """Round to a tidy axis bound (a multiple of 10, or of 1 below 10)."""
+    step = 10.0 if abs(value) >= 10 else 1.0
+    return (math.floor if down else math.ceil)(value / step) * step
 
 
 # ---------------------------------------------------------------- building the tabs
@@ -312,8 +403,10 @@ def build(snapshot: Snapshot) -> Dashboard:
     data_tab, refs = _data_tab(snapshot, series)
     tabs = [
         _overview_tab(snapshot, series, refs),
-        _generation_tab(snapshot),
+        _prices_tab(snapshot, series),
         _balancing_tab(snapshot),
+        _frequency_tab(snapshot),
+        _generation_tab(snapshot),
         _outages_tab(snapshot),
         _health_tab(snapshot),
         data_tab,
@@ -370,20 +463,23 @@ def staleness_warnings(snapshot: Snapshot) -> list[str]:
 
 
 OVERVIEW = "Overview"
-GENERATION = "Generation"
+PRICES = "Prices"
 BALANCING = "Balancing"
+FREQUENCY = "Frequency"
+GENERATION = "Generation"
 OUTAGES = "Outages"
 HEALTH = "Data health"
 DATA = "Data"
-TAB_NAMES = (OVERVIEW, GENERATION, BALANCING, OUTAGES, HEALTH, DATA)
+TAB_NAMES = (OVERVIEW, PRICES, BALANCING, FREQUENCY, GENERATION, OUTAGES, HEALTH, DATA)
 
 
 def _overview_tab(snapshot: Snapshot, series: list[Series], refs: dict[str, Range]) -> Tab:
-    tab = Tab(OVERVIEW, rows=30, cols=8, col_widths=(36, 14, 9, 22, 30, 12, 12, 2), freeze_rows=1)
+    tab = Tab(OVERVIEW, rows=56, cols=8, col_widths=(40, 14, 9, 22, 30, 12, 12, 2), freeze_rows=1)
     now_local = london(snapshot.now)
     day, period = snapshot.window[-1]
     tab.put(0, 0, Cell("GB power market dashboard", "title"))
-    tab.put_row(1, [Cell("Last updated (Europe/London)", "label"), Cell(now_local, "datetime")])
+    tab.put_row(1, [Cell("As of (Europe/London)", "label"), Cell(now_local, "datetime"),
+                     Cell("only data published by then", "muted")])
     tab.put_row(2, [Cell("Settlement date", "label"), Cell(day, "date")])
     tab.put_row(3, [Cell("Settlement period", "label"), Cell(period, "count"),
                     Cell(f"of {periods_in_day(day)}", "muted")])
@@ -399,9 +495,10 @@ def _overview_tab(snapshot: Snapshot, series: list[Series], refs: dict[str, Rang
         f"IRIS last message: {NO_IRIS}", "muted"))
 
     tab.put(7, 0, Cell("Key figures", "section"))
-    tab.put_row(8, [Cell(h, "heading") for h in (
-        "Measure", "Latest", "Unit", "As of", "Last 48 periods", "48-period min",
-        "48-period max")])
+    tab.put_row(8, [Cell("Measure", "heading"), Cell("Latest", "heading_num"),
+                    Cell("Unit", "heading"), Cell("Period", "heading"),
+                    Cell("Last 48 periods", "heading"), Cell("48-period min", "heading_num"),
+                    Cell("48-period max", "heading_num")])
     first, last = snapshot.window[0], snapshot.window[-1]
     span = f"{period_label(first)} to {period_label(last)}"
     row = 9
@@ -416,7 +513,8 @@ def _overview_tab(snapshot: Snapshot, series: list[Series], refs: dict[str, Rang
             value, as_of = Cell(latest[1], s.style), Cell(period_label(latest[0]))
         values = s.present()
         tab.put_row(row, [
-            Cell(s.title, "label"), value, Cell(s.unit, "muted"), as_of,
+            Cell(s.title, "label", note=DEMAND_NOTE if s.key == "demand" else None), value,
+            Cell(s.unit, "muted"), as_of,
             Cell(sparkline=s.key) if values else missing(f"no {s.source} in {span}"),
             Cell(min(values), s.style) if values else Cell(None),
             Cell(max(values), s.style) if values else Cell(None),
@@ -436,19 +534,38 @@ def _overview_tab(snapshot: Snapshot, series: list[Series], refs: dict[str, Rang
         Cell(max(hz.present()), "hz") if hz.present() else Cell(None),
     ])
     tab.put(row + 1, 0, Cell(
-        "Period values are means of the period's samples (FUELINST every 5 min, FREQ every "
-        "15 s); prices per settlement period; blank = no data, see the cell's note.", "muted"))
+        "Period values are means of the samples published by the as-of time (FUELINST every "
+        "5 min, FREQ every 15 s); prices per settlement period; demand is transmission demand "
+        "(no embedded solar or wind); blank = no data, see the cell's note.", "muted"))
+    prices = [v for key in ("imbalance", "mid") for v in
+              next(s for s in series if s.key == key).present()]
+    low, high, spikes = robust_bounds(prices)
     tab.charts.append(Chart(
-        "line", "Prices, last 48 periods", (row + 3, 0), refs["start"],
-        tuple((title, refs[key]) for key, title in (
-            ("ssp", "System sell price"), ("mid", "Market index (N2EX)"))),
-        "£/MWh"))
+        "line", "Imbalance price and N2EX, last 48 periods (£/MWh)", (row + 3, 0),
+        refs["start"], ((IMBALANCE, refs["imbalance"]), ("N2EX", refs["mid"])),
+        "£/MWh", y_bounds=(low, high) if spikes else None, x_interval=6))
+    tab.put(row + 19, 0, _spike_note(series, spikes, low, high))
     tab.charts.append(Chart(
-        "line", "Generation, wind and demand, last 48 periods", (row + 19, 0), refs["start"],
+        "line", "Generation, wind and transmission demand, last 48 periods (GW)",
+        (row + 21, 0), refs["start"],
         tuple((title, refs[key]) for key, title in (
-            ("generation", "Generation"), ("wind", "Wind"), ("demand", "Demand"))),
-        "GW"))
+            ("generation", "Generation"), ("wind", "Wind"), ("demand", DEMAND))),
+        "GW", x_interval=6))
     return tab
+
+
+def _spike_note(series: list[Series], spikes: list[float], low: float, high: float) -> Cell:
+    """Which prices the chart's axis leaves out, so a spike is never silently clipped."""
+    if not spikes:
+        return Cell("No price spikes: the axis shows every period.", "muted")
+    where = []
+    for s in series:
+        if s.key in ("imbalance", "mid"):
+            where += [f"{'N2EX' if s.key == 'mid' else 'imbalance'} £{v:,.2f} "
+                      f"at {period_label(p)}" for p, v in s.values.items()
+                      if v is not None and (v > high or v < low)]
+    return Cell(f"▲ Off the axis ({low:,.0f} to {high:,.0f} £/MWh): " + "; ".join(where),
+                "spike")
 
 
 def _data_tab(snapshot: Snapshot, series: list[Series]) -> tuple[Tab, dict[str, Range]]:
@@ -541,63 +658,258 @@ def _generation_tab(snapshot: Snapshot) -> Tab:
     return tab
 
 
-def acceptance_volumes(segments: Sequence[dict[str, object]]) -> tuple[float, float]:
-    """(offer MWh, bid MWh) of BOALF segments: the accepted level integrated over time.
+def _energy(a: float, b: float, hours: float) -> tuple[float, float]:
+    """(above zero, below zero) MWh of a level ramping linearly from a to b MW over hours."""
+    if hours <= 0:
+        return 0.0, 0.0
+    if a >= 0 and b >= 0:
+        return (a + b) / 2 * hours, 0.0
+    if a <= 0 and b <= 0:
+        return 0.0, (a + b) / 2 * hours
+    cross = a / (a - b)  # fraction of the time before the level crosses zero
+    first, second = a * cross * hours / 2, b * (1 - cross) * hours / 2
+    return max(first, second), min(first, second)
 
-    Each segment ramps linearly from ``levelFrom`` to ``levelTo`` MW between ``timeFrom``
-    and ``timeTo``; its energy is the trapezoid's area in MW x hours = MWh. Energy above
-    zero counts as offer volume, below zero as bid volume (a negative number), split exactly
-    where a segment crosses zero.
+
+@dataclasses.dataclass
+class UnitVolume:
+    """One BM unit's accepted energy on one settlement day."""
+
+    unit: str
+    day: dt.date
+    acceptances: set[int] = dataclasses.field(default_factory=set)
+    offer_mwh: float = 0.0
+    bid_mwh: float = 0.0
+    # Per settlement period: (offer MWh, bid MWh), for BOD-price weighting.
+    periods: dict[int, tuple[float, float]] = dataclasses.field(default_factory=dict)
+
+    @property
+    def total_mwh(self) -> float:
+        return self.offer_mwh - self.bid_mwh
+
+
+def unit_volumes(segments: Sequence[Row]) -> dict[tuple[dt.date, str], UnitVolume]:
+    """Accepted energy per (settlement day, BM unit): the accepted level integrated over time.
+
+    A unit's later acceptance (higher acceptance number) replaces its earlier ones from the
+    time it covers, so overlapping acceptances are not counted twice: at every instant the
+    level is that of the highest-numbered acceptance covering it, ramping linearly within each
+    BOALF segment. Energy above zero MW is offer volume, below zero bid volume (negative),
+    split where the level crosses zero and at every settlement-period boundary.
     """
-    offers = bids = 0.0
+    by_unit: dict[str, list[Row]] = defaultdict(list)
+    out: dict[tuple[dt.date, str], UnitVolume] = {}
     for seg in segments:
-        start, end = seg["timeFrom"], seg["timeTo"]
-        a, b = float(seg["levelFrom"]), float(seg["levelTo"])  # type: ignore[arg-type]
-        hours = (end - start).total_seconds() / 3600  # type: ignore[operator]
-        if hours <= 0:
+        unit = str(seg.get("nationalGridBmUnit") or "")
+        by_unit[unit].append(seg)
+        day = seg.get("settlementDate")
+        if isinstance(day, dt.date):
+            key = (day, unit)
+            out.setdefault(key, UnitVolume(unit, day)).acceptances.add(
+                int(seg.get("acceptanceNumber") or 0))
+    for unit, segs in by_unit.items():
+        segs = [s for s in segs if s["timeTo"] > s["timeFrom"]]
+        if not segs:
             continue
-        if a >= 0 and b >= 0:
-            offers += (a + b) / 2 * hours
-        elif a <= 0 and b <= 0:
-            bids += (a + b) / 2 * hours
-        else:
-            cross = a / (a - b)  # fraction of the segment before the level crosses zero
-            first, second = a * cross * hours / 2, b * (1 - cross) * hours / 2
-            offers += max(first, second)
-            bids += min(first, second)
-    return offers, bids
+        points = {s["timeFrom"] for s in segs} | {s["timeTo"] for s in segs}
+        first, last = min(points), max(points)
+        boundary = first.replace(minute=30 if first.minute >= 30 else 0, second=0, microsecond=0)
+        while boundary < last:
+            if boundary > first:
+                points.add(boundary)
+            boundary += dt.timedelta(minutes=30)
+        ordered = sorted(points)
+        starts = sorted(range(len(segs)), key=lambda i: segs[i]["timeFrom"])
+        active: list[tuple[int, int]] = []  # heap of (-acceptance number, segment index)
+        nxt = 0
+        for a, b in zip(ordered, ordered[1:], strict=False):
+            while nxt < len(starts) and segs[starts[nxt]]["timeFrom"] <= a:
+                i = starts[nxt]
+                heapq.heappush(active, (-int(segs[i].get("acceptanceNumber") or 0), i))
+                nxt += 1
+            while active and segs[active[0][1]]["timeTo"] <= a:
+                heapq.heappop(active)
+            # The top may have ended while a lower-numbered one still covers: look past it.
+            covering = next((i for _, i in sorted(active) if segs[i]["timeTo"] >= b), None)
+            if covering is None:
+                continue
+            seg = segs[covering]
+            level_a, level_b = _level(seg, a), _level(seg, b)
+            offer, bid = _energy(level_a, level_b, (b - a).total_seconds() / 3600)
+            day, period = period_of(a)
+            volume = out.setdefault((day, unit), UnitVolume(unit, day))
+            volume.offer_mwh += offer
+            volume.bid_mwh += bid
+            before = volume.periods.get(period, (0.0, 0.0))
+            volume.periods[period] = (before[0] + offer, before[1] + bid)
+    return out
+
+
+def _level(seg: Row, at: dt.datetime) -> float:
+    start, end = seg["timeFrom"], seg["timeTo"]
+    a, b = float(seg["levelFrom"]), float(seg["levelTo"])
+    return a + (b - a) * ((at - start) / (end - start))
+
+
+def acceptance_volumes(segments: Sequence[Row]) -> tuple[float, float]:
+    """(offer MWh, bid MWh) of BOALF segments, summed over units (see :func:`unit_volumes`)."""
+    volumes = unit_volumes(segments).values()
+    return sum(v.offer_mwh for v in volumes), sum(v.bid_mwh for v in volumes)
+
+
+# Battery units: Elexon's reference data gives no battery fuel type today, so a unit is a
+# battery when its fuel type says so or, lacking one (or OTHER), when its name does.
+BATTERY_FUEL_TYPES = frozenset({"BATTERY", "BESS", "STORAGE", "ELECTRICITY STORAGE"})
+BATTERY_NAME = re.compile(r"\b(BESS|BATTERY|BATTERIES|BATT|ENERGY STORAGE|STORAGE)\b",
+                          re.IGNORECASE)
+NOT_BATTERY_FUEL_TYPES = frozenset({"PS"})  # pumped storage is storage, not a battery
+
+
+def is_battery(unit: Row) -> bool:
+    fuel = str(unit.get("fuelType") or "").upper()
+    if fuel in BATTERY_FUEL_TYPES:
+        return True
+    if fuel and fuel not in ("OTHER",) or fuel in NOT_BATTERY_FUEL_TYPES:
+        return False
+    return bool(BATTERY_NAME.search(str(unit.get("bmUnitName") or "")))
+
+
+TOP_UNITS_SETTLED = 20
+TOP_UNITS_TODAY = 10
+UNIT_HEADERS = ("BM unit", "Name", "Fuel / type", "Battery", "Acceptances", "Offer MWh",
+                "Bid MWh", "Offer £/MWh (BOD +1)", "Bid £/MWh (BOD −1)", "Lead party")
+UNITS_NOT_AVAILABLE = ("BM unit types are not available yet: the warehouse has no BM-unit "
+                       "reference data (BMUNITS, view bmunits_latest), so batteries cannot be "
+                       "flagged.")
 
 
 def _balancing_tab(snapshot: Snapshot) -> Tab:
-    tab = Tab(BALANCING, rows=20, cols=5, col_widths=(44, 16, 10, 60, 2))
-    day = snapshot.settled_day
-    tab.put(0, 0, Cell(f"Balancing, settlement day {day.isoformat()} (latest settled day)",
-                       "title"))
-    tab.put_row(2, [Cell(h, "heading") for h in ("Measure", "Value", "Unit", "How")])
-    rows: list[list[Cell]] = []
-
-    segments = snapshot.acceptances
-    if segments:
-        offers, bids = acceptance_volumes(segments)
-        acceptances = {(s["nationalGridBmUnit"], s["acceptanceNumber"]) for s in segments}
-        units = {s["nationalGridBmUnit"] for s in segments}
-        how = "BOALF: mean of levelFrom/levelTo (MW) x segment duration (h)"
-        rows += [
-            [Cell("Accepted offer volume (BOALF)", "label"), Cell(offers, "mwh"),
-             Cell("MWh", "muted"), Cell(how + "; level > 0", "muted")],
-            [Cell("Accepted bid volume (BOALF)", "label"), Cell(bids, "mwh"),
-             Cell("MWh", "muted"), Cell(how + "; level < 0", "muted")],
-            [Cell("Acceptances", "label"), Cell(len(acceptances), "count"), Cell("", "muted"),
-             Cell(f"distinct (BM unit, acceptance number); {len(units)} BM units", "muted")],
-        ]
+    settled = snapshot.settled_day
+    today = settled + dt.timedelta(days=1)
+    first_units = 17
+    rows = first_units + TOP_UNITS_SETTLED + 3 + TOP_UNITS_TODAY + 2
+    tab = Tab(BALANCING, rows=rows, cols=len(UNIT_HEADERS),
+              col_widths=(38, 26, 12, 8, 12, 11, 11, 13, 13, 30), freeze_rows=1)
+    tab.put(0, 0, Cell(f"Balancing: acceptances per BM unit, {settled.isoformat()} and today so "
+                       "far", "title"))
+    references = None if snapshot.bm_units is None else {
+        str(r.get("nationalGridBmUnit")): r for r in snapshot.bm_units}
+    if references is None:
+        tab.put(1, 0, Cell("⚠ " + UNITS_NOT_AVAILABLE, "warning"))
     else:
-        note = f"no BOALF rows for {day}"
-        rows += [[Cell(label, "label"), missing(note, "mwh"), Cell(unit, "muted"),
-                  Cell("BOALF", "muted")]
-                 for label, unit in (("Accepted offer volume (BOALF)", "MWh"),
-                                     ("Accepted bid volume (BOALF)", "MWh"),
-                                     ("Acceptances", ""))]
+        tab.put(1, 0, Cell(
+            "Unit types from bmunits_latest; battery = fuel type BATTERY, or a unit without a "
+            "fuel type (or OTHER) named BESS / battery / storage.", "muted"))
 
+    volumes = unit_volumes(snapshot.acceptances)
+    per_day = {day: [v for (d, _), v in volumes.items() if d == day] for day in (settled, today)}
+    batteries = {u for u, r in (references or {}).items() if is_battery(r)}
+
+    tab.put_row(3, [Cell("Measure", "heading"), Cell(f"{settled.isoformat()}", "heading_num"),
+                    Cell("Today so far", "heading_num"), Cell("Unit", "heading"),
+                    Cell("How", "heading")])
+    summary: list[tuple[str, str, str, str, Callable[[list[UnitVolume]], float]]] = [
+        ("Acceptances (BOALF)", "count", "", "distinct (BM unit, acceptance number)",
+         lambda vs: sum(len(v.acceptances) for v in vs)),
+        ("BM units accepted", "count", "", "units with an acceptance",
+         lambda vs: len({v.unit for v in vs})),
+        ("Accepted offer volume (BOALF)", "mwh", "MWh",
+         "accepted level integrated over time, > 0 MW", lambda vs: sum(v.offer_mwh for v in vs)),
+        ("Accepted bid volume (BOALF)", "mwh", "MWh",
+         "accepted level integrated over time, < 0 MW", lambda vs: sum(v.bid_mwh for v in vs)),
+    ]
+    if references is not None:
+        summary += [
+            ("Battery offer volume", "mwh", "MWh", "units flagged as batteries",
+             lambda vs: sum(v.offer_mwh for v in vs if v.unit in batteries)),
+            ("Battery bid volume", "mwh", "MWh", "units flagged as batteries",
+             lambda vs: sum(v.bid_mwh for v in vs if v.unit in batteries)),
+        ]
+    row = 4
+    for label, style, unit, how, fn in summary:
+        cells = []
+        for day in (settled, today):
+            if per_day[day]:
+                cells.append(Cell(fn(per_day[day]), style))
+            else:
+                cells.append(missing(f"no BOALF acceptances for {day} published by the as-of "
+                                     "time", style))
+        tab.put_row(row, [Cell(label, "label"), *cells, Cell(unit, "muted"), Cell(how, "muted")])
+        row += 1
+    if references is None:
+        tab.put_row(row, [Cell("Battery volumes", "label"), missing(UNITS_NOT_AVAILABLE),
+                          missing(UNITS_NOT_AVAILABLE), Cell(None),
+                          Cell("needs BM-unit reference data", "muted")])
+        row += 1
+    row = _settlement_rows(tab, snapshot, row)
+
+    prices = defaultdict(dict)  # (day, unit) -> {period: (offer +1, bid -1)}
+    for r in snapshot.bid_offer_prices:
+        key = (r["settlementDate"], str(r["nationalGridBmUnit"]))
+        offer, bid = prices[key].get(r["settlementPeriod"], (None, None))
+        if int(r["pairId"]) == 1:
+            offer = r["offer"]
+        else:
+            bid = r["bid"]
+        prices[key][r["settlementPeriod"]] = (offer, bid)
+    row = first_units
+    for day, label, count in ((settled, f"Top units, {settled.isoformat()}", TOP_UNITS_SETTLED),
+                              (today, "Top units, today so far", TOP_UNITS_TODAY)):
+        tab.put(row - 2, 0, Cell(f"{label} (by accepted MWh, offers + |bids|)", "section"))
+        tab.put_row(row - 1, [Cell(h, "heading_num" if 4 <= i <= 8 else "heading")
+                              for i, h in enumerate(UNIT_HEADERS)])
+        ranked = sorted(per_day[day], key=lambda v: (-v.total_mwh, v.unit))[:count]
+        if not ranked:
+            tab.put(row, 0, missing(f"no BOALF acceptances for {day} published by the as-of time"))
+        for offset, volume in enumerate(ranked):
+            ref = (references or {}).get(volume.unit)
+            tab.put_row(row + offset, _unit_row(volume, ref, references is not None,
+                                                prices.get((day, volume.unit), {})))
+        row += count + 3
+    return tab
+
+
+def _unit_row(volume: UnitVolume, ref: Row | None, have_references: bool,
+              prices: dict[int, tuple[float | None, float | None]]) -> list[Cell]:
+    if ref is not None:
+        fuel = str(ref.get("fuelType") or "")
+        kind = " / ".join(x for x in (fuel, str(ref.get("bmUnitType") or "")) if x)
+        who = [Cell(ref.get("bmUnitName")), Cell(kind or None), Cell(
+            "yes" if is_battery(ref) else "no", "ok" if is_battery(ref) else "muted")]
+        party = Cell(ref.get("leadPartyName"))
+    elif have_references:
+        note = f"{volume.unit} is not in bmunits_latest"
+        who = [missing(note), Cell(None), missing(note)]
+        party = Cell(None)
+    else:
+        who = [Cell(None), Cell(None), missing(UNITS_NOT_AVAILABLE)]
+        party = Cell(None)
+    return [Cell(volume.unit, "label"), *who, Cell(len(volume.acceptances), "count"),
+            Cell(volume.offer_mwh, "mwh"), Cell(volume.bid_mwh, "mwh"),
+            _weighted_price(volume, prices, 0), _weighted_price(volume, prices, 1), party]
+
+
+def _weighted_price(volume: UnitVolume, prices: dict[int, tuple[float | None, float | None]],
+                    side: int) -> Cell:
+    """The BOD price of the unit's first band, weighted by its accepted MWh per period."""
+    name = ("offer", "bid")[side]
+    periods = {p: abs(v[side]) for p, v in volume.periods.items() if abs(v[side]) > 1e-9}
+    if not periods:
+        return Cell(None)
+    priced = {p: w for p, w in periods.items()
+              if prices.get(p, (None, None))[side] is not None}
+    if not priced:
+        return missing(f"no BOD pair {'+1' if side == 0 else '-1'} {name} price for "
+                       f"{volume.unit} in the periods it was accepted", "price")
+    value = sum(float(prices[p][side]) * w for p, w in priced.items()) / sum(priced.values())
+    note = None if len(priced) == len(periods) else (
+        f"{len(priced)} of {len(periods)} periods with accepted {name}s have a BOD price")
+    return Cell(value, "price", note=note)
+
+
+def _settlement_rows(tab: Tab, snapshot: Snapshot, row: int) -> int:
+    """DISBSAD cost and volume, and settlement's own accepted volumes, of the settled day."""
+    day = snapshot.settled_day
     actions = snapshot.adjustments
     costed = [a["cost"] for a in actions if a["cost"] is not None]
     if not actions:
@@ -609,36 +921,284 @@ def _balancing_tab(snapshot: Snapshot) -> Tab:
         cost = (Cell(sum(costed), "gbp", note=cost_note) if costed
                 else missing(f"none of {len(actions)} DISBSAD actions on {day} has a cost", "gbp"))
         volume = Cell(sum(float(a["volume"]) for a in actions if a["volume"] is not None), "mwh")
-    rows += [
-        [Cell("Balancing services cost (DISBSAD)", "label"), cost, Cell("GBP", "muted"),
-         Cell(f"sum over {len(actions)} actions", "muted")],
-        [Cell("Balancing services volume (DISBSAD)", "label"), volume, Cell("MWh", "muted"),
-         Cell("net sum of action volumes", "muted")],
-    ]
-
+    tab.put_row(row, [Cell("Balancing services cost (DISBSAD)", "label"), cost, Cell(None),
+                      Cell("GBP", "muted"), Cell(f"sum over {len(actions)} actions", "muted")])
+    tab.put_row(row + 1, [Cell("Balancing services volume (DISBSAD)", "label"), volume,
+                          Cell(None), Cell("MWh", "muted"),
+                          Cell("net sum of action volumes", "muted")])
     prices = [r for r in snapshot.system_prices if r["settlementDate"] == day]
     expected = periods_in_day(day)
-    price_note = None if len(prices) >= expected else (
+    note = None if len(prices) >= expected else (
         f"{len(prices)} of {expected} periods have a DISEBSP row")
-    for label, field in (("System sell price", "systemSellPrice"),
-                         ("System buy price", "systemBuyPrice")):
+    for offset, (label, field) in enumerate((
+            ("Accepted offer volume (settlement)", "totalAcceptedOfferVolume"),
+            ("Accepted bid volume (settlement)", "totalAcceptedBidVolume"))):
         values = [float(r[field]) for r in prices if r[field] is not None]
-        for stat, fn in (("min", min), ("mean", statistics.fmean), ("max", max)):
-            rows.append([
-                Cell(f"{label}, {stat}", "label"),
-                Cell(fn(values), "price", note=price_note) if values
-                else missing(f"no DISEBSP rows for {day}", "price"),
-                Cell("£/MWh", "muted"), Cell(f"over {len(values)} periods", "muted")])
-    for label, field in (("Accepted offer volume (settlement)", "totalAcceptedOfferVolume"),
-                         ("Accepted bid volume (settlement)", "totalAcceptedBidVolume")):
-        values = [float(r[field]) for r in prices if r[field] is not None]
-        rows.append([
+        tab.put_row(row + 2 + offset, [
             Cell(label, "label"),
-            Cell(sum(values), "mwh", note=price_note) if values
+            Cell(sum(values), "mwh", note=note) if values
             else missing(f"no DISEBSP rows for {day}", "mwh"),
-            Cell("MWh", "muted"), Cell(f"DISEBSP {field}, summed over periods", "muted")])
-    for offset, cells in enumerate(rows):
-        tab.put_row(3 + offset, cells)
+            Cell(None), Cell("MWh", "muted"), Cell(f"DISEBSP {field}, summed", "muted")])
+    return row + 4
+
+
+# The statutory band: National Grid ESO must keep frequency within 50 Hz ± 1%.
+BAND_LOW, BAND_HIGH = 49.8, 50.2
+# A gap in the samples longer than this ends an excursion (the data cannot say it went on).
+EXCURSION_GAP = dt.timedelta(minutes=1)
+MINUTES = 24 * 60
+
+
+@dataclasses.dataclass(frozen=True)
+class FrequencyStats:
+    """The last day of FREQ samples: extremes, time outside the band, excursions."""
+
+    samples: int
+    spacing: dt.timedelta  # the typical time between samples (15 s)
+    nadir: tuple[dt.datetime, float] | None
+    zenith: tuple[dt.datetime, float] | None
+    below: int  # samples under BAND_LOW
+    above: int  # samples over BAND_HIGH
+    excursions: int  # runs of consecutive samples outside the band
+
+    @property
+    def minutes_outside(self) -> float:
+        return (self.below + self.above) * self.spacing.total_seconds() / 60
+
+
+def frequency_stats(samples: Sequence[tuple[dt.datetime, float]]) -> FrequencyStats:
+    """Statistics of time-ordered (instant, Hz) samples.
+
+    Each sample stands for the typical spacing (the median gap between samples: 15 s for
+    FREQ), so minutes outside the band = samples outside x spacing. An excursion is a run of
+    consecutive samples outside the band; a gap over :data:`EXCURSION_GAP` ends a run.
+    """
+    ordered = sorted(samples)
+    gaps = [b[0] - a[0] for a, b in zip(ordered, ordered[1:], strict=False)]
+    spacing = statistics.median(gaps) if gaps else dt.timedelta(seconds=15)
+    excursions = below = above = 0
+    previous_out: dt.datetime | None = None
+    for instant, hz in ordered:
+        outside = hz < BAND_LOW or hz > BAND_HIGH
+        below += hz < BAND_LOW
+        above += hz > BAND_HIGH
+        if outside:
+            if previous_out is None or instant - previous_out > EXCURSION_GAP:
+                excursions += 1
+            previous_out = instant
+        else:
+            previous_out = None
+    return FrequencyStats(
+        samples=len(ordered), spacing=spacing,
+        nadir=min(ordered, key=lambda s: (s[1], s[0])) if ordered else None,
+        zenith=max(ordered, key=lambda s: (s[1], -s[0].timestamp())) if ordered else None,
+        below=below, above=above, excursions=excursions)
+
+
+def _frequency_tab(snapshot: Snapshot) -> Tab:
+    end = snapshot.now
+    start = end - FREQUENCY_SPAN
+    samples = [(r["measurementTime"], float(r["frequency"])) for r in snapshot.frequency
+               if r["frequency"] is not None and start < r["measurementTime"] <= end]
+    stats = frequency_stats(samples)
+    first_minute = (end - dt.timedelta(minutes=MINUTES - 1)).replace(second=0, microsecond=0)
+    data_col = 6
+    tab = Tab(FREQUENCY, rows=MINUTES + 2, cols=data_col + 6,
+              col_widths=(40, 12, 8, 22, 3, 3, 15, 9, 9, 9, 7, 7), freeze_rows=2,
+              print_area=(42, data_col - 1))  # the figures and the chart, not 1,440 minutes
+    tab.put(0, 0, Cell(f"System frequency, 24 hours to {london(end):%Y-%m-%d %H:%M}", "title"))
+    tab.put(1, 0, Cell(f"Statutory band {BAND_LOW}–{BAND_HIGH} Hz (50 Hz ± 1%); FREQ samples "
+                       "every 15 s, measured by the as-of time.", "muted"))
+    tab.put_row(3, [Cell("Measure", "heading"), Cell("Value", "heading_num"),
+                    Cell("Unit", "heading"), Cell("When (Europe/London)", "heading")])
+    span = f"the 24 hours to {london(end):%Y-%m-%d %H:%M}"
+    none = f"no FREQ sample in {span}"
+    expected = int(FREQUENCY_SPAN / dt.timedelta(seconds=15))
+    latest = max(samples) if samples else None
+    rows = [
+        ("Latest sample", Cell(latest[1], "hz") if latest else missing(none, "hz"), "Hz",
+         latest[0] if latest else None),
+        ("Nadir (lowest)", Cell(stats.nadir[1], "hz") if stats.nadir else missing(none, "hz"),
+         "Hz", stats.nadir[0] if stats.nadir else None),
+        ("Zenith (highest)", Cell(stats.zenith[1], "hz") if stats.zenith else
+         missing(none, "hz"), "Hz", stats.zenith[0] if stats.zenith else None),
+        (f"Minutes outside {BAND_LOW}–{BAND_HIGH} Hz",
+         Cell(stats.minutes_outside, "gw") if samples else missing(none, "gw"), "min", None),
+        (f"  below {BAND_LOW} Hz", Cell(stats.below * stats.spacing.total_seconds() / 60, "gw")
+         if samples else missing(none, "gw"), "min", None),
+        (f"  above {BAND_HIGH} Hz", Cell(stats.above * stats.spacing.total_seconds() / 60, "gw")
+         if samples else missing(none, "gw"), "min", None),
+        ("Excursions outside the band", Cell(stats.excursions, "count") if samples
+         else missing(none, "count"), "", None),
+        ("Samples", Cell(stats.samples, "count",
+                         note=None if stats.samples >= expected else
+                         f"{stats.samples} of {expected} 15-second samples: the rest are "
+                         "missing, so time outside may be undercounted"), f"of {expected}", None),
+    ]
+    for offset, (label, value, unit, when) in enumerate(rows):
+        tab.put_row(4 + offset, [Cell(label, "label"), value, Cell(unit, "muted"),
+                                 Cell(when, "datetime_s") if when else Cell(None)])
+    tab.put(13, 0, Cell("An excursion is a run of consecutive samples outside the band (a "
+                        "gap over 1 minute ends it); each sample counts for its 15 s.", "muted"))
+
+    # Per-minute min / mean / max beside the band, for the chart.
+    buckets: dict[dt.datetime, list[float]] = defaultdict(list)
+    for instant, hz in samples:
+        buckets[instant.replace(second=0, microsecond=0)].append(hz)
+    tab.put_row(1, [Cell(h, "heading" if i == 0 else "heading_num") for i, h in enumerate(
+        ("Minute", "Min Hz", "Mean Hz", "Max Hz", str(BAND_LOW), str(BAND_HIGH)))],
+        first_col=data_col)
+    for offset in range(MINUTES):
+        minute = first_minute + dt.timedelta(minutes=offset)
+        values = buckets.get(minute)
+        tab.put_row(2 + offset, [
+            Cell(minute, "time"),
+            *((Cell(min(values), "hz"), Cell(statistics.fmean(values), "hz"),
+               Cell(max(values), "hz")) if values else (Cell(None), Cell(None), Cell(None))),
+            Cell(BAND_LOW, "hz"), Cell(BAND_HIGH, "hz")], first_col=data_col)
+    last = 1 + MINUTES
+    ref = lambda col: Range(FREQUENCY, 2, data_col + col, last, data_col + col)  # noqa: E731
+    present = [hz for _, hz in samples]
+    low = min([BAND_LOW, *present]) - 0.05
+    high = max([BAND_HIGH, *present]) + 0.05
+    tab.charts.append(Chart(
+        "line", "Frequency per minute, last 24 hours (Hz)", (15, 0), ref(0),
+        (("Min", ref(1)), ("Mean", ref(2)), ("Max", ref(3)),
+         (f"{BAND_LOW} Hz", ref(4)), (f"{BAND_HIGH} Hz", ref(5))),
+        "Hz", size=(600, 360), y_bounds=(round(low, 2), round(high, 2)),
+        colors=("#9DC3E6", "#1F3864", "#9DC3E6", "#C00000", "#C00000"), x_interval=120))
+    return tab
+
+
+TOP_PERIODS = 5
+
+
+def _prices_tab(snapshot: Snapshot, series: list[Series]) -> Tab:
+    """Single imbalance price, N2EX, their difference, NIV, spreads and the 30-day spread."""
+    n_days = SPREAD_DAYS + 1
+    history_row = 31
+    tab = Tab(PRICES, rows=history_row + n_days + 2, cols=10,
+              col_widths=(30, 12, 9, 16, 12, 3, 24, 12, 9, 16), freeze_rows=1)
+    today, yesterday = snapshot.window[-1][0], snapshot.window[-1][0] - dt.timedelta(days=1)
+    tab.put(0, 0, Cell(f"Prices, settlement day {today.isoformat()}", "title"))
+    tab.put(1, 0, Cell(
+        f"As of {london(snapshot.now):%Y-%m-%d %H:%M} Europe/London. Imbalance price: one "
+        "single price since BSC P305 (Nov 2015), DISEBSP's latest run published by then. "
+        f"N2EX: MID {MID_PROVIDER}. NIV: DISEBSP netImbalanceVolume (+ short, − long).",
+        "muted"))
+
+    # Latest period of each measure.
+    tab.put(3, 0, Cell("Latest", "section"))
+    tab.put_row(4, [Cell("Measure", "heading"), Cell("Value", "heading_num"),
+                    Cell("Unit", "heading"), Cell("Period", "heading")])
+    by_key = {s.key: s for s in series}
+    span = f"the 48 periods to {period_label(snapshot.window[-1])}"
+    for offset, key in enumerate(("imbalance", "mid", "imbalance_vs_n2ex", "niv")):
+        s = by_key[key]
+        latest = s.latest()
+        tab.put_row(5 + offset, [
+            Cell(s.title, "label"),
+            Cell(latest[1], s.style) if latest else missing(f"no {s.source} in {span}", s.style),
+            Cell(s.unit, "muted"), Cell(period_label(latest[0])) if latest else Cell(None)])
+
+    # Today's and yesterday's spread.
+    prices = {(r["settlementDate"], r["settlementPeriod"]): r for r in snapshot.system_prices}
+    per_day = {day: sorted(((p, single_price(r)) for (d, p), r in prices.items()
+                            if d == day and single_price(r) is not None), key=lambda x: x[0])
+               for day in (today, yesterday)}
+    tab.put(10, 0, Cell("Daily spread (max − min of the imbalance price)", "section"))
+    tab.put_row(11, [Cell(h, "heading") for h in ("Day",)] + [
+        Cell(h, "heading_num") for h in ("Spread", "Periods", "Min", "Max")] + [
+        Cell(None), Cell("Min at", "heading"), Cell("Max at", "heading")])
+    for offset, (label, day) in enumerate((("Today so far", today), ("Yesterday", yesterday))):
+        values = per_day[day]
+        expected = periods_in_day(day)
+        if not values:
+            tab.put_row(12 + offset, [Cell(f"{label} ({day.isoformat()})", "label"),
+                                      missing(f"no DISEBSP rows for {day} published by the "
+                                              "as-of time", "price")])
+            continue
+        low = min(values, key=lambda x: (x[1], x[0]))
+        high = max(values, key=lambda x: (x[1], -x[0]))
+        tab.put_row(12 + offset, [
+            Cell(f"{label} ({day.isoformat()})", "label"),
+            Cell(high[1] - low[1], "price",
+                 note=None if len(values) >= expected or day == today else
+                 f"only {len(values)} of {expected} periods have a price"),
+            Cell(f"{len(values)}/{expected}", "text_num"),
+            Cell(low[1], "price"), Cell(high[1], "price"), Cell(None),
+            Cell(f"SP {low[0]} ({london(period_start(day, low[0])):%H:%M})"),
+            Cell(f"SP {high[0]} ({london(period_start(day, high[0])):%H:%M})")])
+
+    # Top and bottom periods, today and yesterday side by side.
+    tab.put(15, 0, Cell("Highest and lowest periods (imbalance price, £/MWh)", "section"))
+    tab.put_row(16, [Cell(f"Today so far ({today.isoformat()})", "heading"),
+                     Cell("£/MWh", "heading_num"), Cell("SP", "heading_num"),
+                     Cell("Start", "heading"), Cell(None), Cell(None),
+                     Cell(f"Yesterday ({yesterday.isoformat()})", "heading"),
+                     Cell("£/MWh", "heading_num"), Cell("SP", "heading_num"),
+                     Cell("Start", "heading")])
+    for block, day in ((0, today), (6, yesterday)):
+        values = per_day[day]
+        ranked_high = sorted(values, key=lambda x: (-x[1], x[0]))[:TOP_PERIODS]
+        ranked_low = sorted(values, key=lambda x: (x[1], x[0]))[:TOP_PERIODS]
+        rows = [("Highest", i + 1, v) for i, v in enumerate(ranked_high)] + \
+               [("Lowest", i + 1, v) for i, v in enumerate(ranked_low)]
+        if not values:
+            tab.put(17, block, missing(f"no DISEBSP rows for {day}"))
+        for offset, (kind, rank, (period, price)) in enumerate(rows):
+            tab.put_row(17 + offset, [
+                Cell(f"{kind} #{rank}", "label"), Cell(price, "price"),
+                Cell(period, "count"),
+                Cell(london(period_start(day, period)), "datetime")], first_col=block)
+
+    # The daily spread of the last SPREAD_DAYS days, with a capped axis and spikes marked.
+    daily = {r["settlementDate"]: r for r in snapshot.daily_prices}
+    days = [today - dt.timedelta(days=n_days - 1 - i) for i in range(n_days)]
+    spreads = {d: float(daily[d]["high"]) - float(daily[d]["low"]) for d in days
+               if d in daily and daily[d]["high"] is not None}
+    low, high, _ = robust_bounds(list(spreads.values()))
+    low = min(0.0, low)
+    spikes = [d for d, v in spreads.items() if v > high]
+    tab.put(history_row - 2, 0, Cell(
+        f"Daily spread, last {n_days} days (imbalance price max − min, £/MWh)", "section"))
+    tab.put_row(history_row - 1, [Cell("Day", "heading")] + [
+        Cell(h, "heading_num") for h in ("Spread", "Periods", "Min", "Max", "")] + [
+        Cell("Mean", "heading_num"), Cell("Chart: spread", "heading_num"),
+        Cell("Chart: spike", "heading_num"), Cell("Note", "heading")])
+    for offset, day in enumerate(days):
+        row = history_row + offset
+        stats = daily.get(day)
+        if day not in spreads or stats is None:
+            tab.put_row(row, [Cell(day, "date_left"),
+                              missing(f"no DISEBSP rows for {day} published by the as-of time",
+                                      "price")])
+            continue
+        spread = spreads[day]
+        spike = spread > high
+        partial = int(stats["periods"]) < periods_in_day(day)
+        tab.put_row(row, [
+            Cell(day, "date_left"), Cell(spread, "spike_price" if spike else "price"),
+            Cell(f"{int(stats['periods'])}/{periods_in_day(day)}", "text_num"),
+            Cell(float(stats["low"]), "price"), Cell(float(stats["high"]), "price"), Cell(None),
+            Cell(float(stats["mean"]), "price"),
+            Cell(None if spike else spread, "price"), Cell(high if spike else None, "price"),
+            Cell(("▲ spike: off the chart's axis" if spike else "")
+                 + ("; " if spike and partial else "")
+                 + ("partial day" if partial else ""), "spike" if spike else "muted"),
+        ])
+    last = history_row + n_days - 1
+    categories = Range(PRICES, history_row, 0, last, 0)
+    tab.charts.append(Chart(
+        "column", f"Daily imbalance-price spread, last {n_days} days (£/MWh)", (3, 11),
+        categories, (("Spread", Range(PRICES, history_row, 7, last, 7)),
+                     ("Spike (off the axis, see the table)", Range(PRICES, history_row, 8, last, 8))),
+        "£/MWh", size=(720, 340), y_bounds=(low, high), colors=("#5B9BD5", "#C00000"),
+        x_format="d mmm", x_interval=3))
+    tab.put(history_row + n_days, 0, Cell(
+        f"Spikes: days whose spread is far outside the rest (beyond 3 x IQR) are drawn in red "
+        f"at the axis top ({high:,.0f}); their real spread is in column B." if spikes else
+        "No spikes: every day's spread is on the chart's scale.", "muted"))
     return tab
 
 
@@ -691,17 +1251,22 @@ def _health_tab(snapshot: Snapshot) -> Tab:
     tab.put(0, 0, Cell("Data health", "title"))
     tab.put(1, 0, Cell(f"Coverage over the settled days {window}; freshness at "
                        f"{london(snapshot.now):%Y-%m-%d %H:%M}", "muted"))
-    tab.put_row(2, [Cell(h, "heading") for h in headers])
+    numeric = {2, 4, 5, 6, 7, 8}  # right-aligned, under right-aligned headers
+    centred = {3, 9}  # between a number and text: centred, so neither runs into the other
+    tab.put_row(2, [Cell(h, "heading_num" if i in numeric else
+                         "heading_center" if i in centred else "heading")
+                    for i, h in enumerate(headers)])
     for offset, dataset in enumerate(datasets):
         known = snapshot.freshness[dataset.code]
         records = snapshot.coverage.get(dataset.code, [])
         if known.newest_utc is None:
             fresh = [missing(f"no {dataset.code} rows in the last {SEARCH_DAYS} days",
-                             "datetime"), Cell(None), Cell("no data", "warning")]
+                             "datetime"), Cell(None), Cell("no data", "warning_center")]
         else:
             fresh = [Cell(london(known.newest_utc), "datetime"),
-                     Cell(age_text(snapshot.now - known.newest_utc)),
-                     Cell("stale" if known.stale else "ok", "warning" if known.stale else "ok",
+                     Cell(age_text(snapshot.now - known.newest_utc), "text_num"),
+                     Cell("stale" if known.stale else "ok",
+                          "warning_center" if known.stale else "ok_center",
                           note=f"stale after {age_text(known.threshold)}")]
         complete = [c for c in records if c.status == "complete"]
         gaps = [c for c in records if c.status in ("missing", "partial", "empty")]
@@ -711,13 +1276,14 @@ def _health_tab(snapshot: Snapshot) -> Tab:
         iris = snapshot.iris_last_message.get(dataset.code)
         tab.put_row(3 + offset, [
             Cell(dataset.code, "label"), *fresh,
-            Cell(f"{len(complete)}/{len(records)}", "ok" if len(complete) == len(records)
-                 else "warning"),
-            Cell(f"{present}/{sum(expected)}") if expected else Cell("n/a", "muted"),
+            Cell(f"{len(complete)}/{len(records)}", "ok_num" if len(complete) == len(records)
+                 else "warning_num"),
+            Cell(f"{present}/{sum(expected)}", "text_num") if expected
+            else Cell("n/a", "muted_num"),
             Cell(len(gaps), "count", note=_list_days(gaps)),
             Cell(len(failed), "count", note=_list_days(failed)),
             Cell(sum(c.duplicates_dropped for c in records), "count"),
-            Cell(london(iris), "datetime") if iris else Cell(NO_IRIS, "muted"),
+            Cell(london(iris), "datetime_center") if iris else Cell(NO_IRIS, "muted_center"),
             Cell(dataset.description, "muted"),
         ])
     return tab

@@ -25,7 +25,7 @@ from worker.elexon import catalog
 from worker.cluster import freshness
 from worker.elexon.coverage import Coverage
 from worker.cluster.freshness import Freshness
-from worker.elexon.settlement import UTC, period_of, periods_in_day
+from worker.elexon.settlement import UTC, local_date, period_of, periods_in_day
 from worker.sinks.base import Sink
 from worker.sinks.sql_dialect import date_literal, timestamp_literal
 
@@ -35,28 +35,105 @@ OUTAGE_MIN_MW = 50.0
 OUTAGE_ROWS = 15
 WINDOW_PERIODS = 48
 HEALTH_DAYS = 7
+# The Prices tab's daily-spread history.
+SPREAD_DAYS = 30
+# The Frequency tab looks at the day before the as-of instant.
+FREQUENCY_SPAN = dt.timedelta(hours=24)
+# Newest rows published by an as-of instant are looked for this far back.
+AS_OF_SEARCH_DAYS = 7
 Row = dict[str, Any]
+
+# When a row became public, for ``--as-of``: the field that says so, and how long after that
+# instant the row was out. Datasets without a publish time are cut by their own time: a market
+# index (MID) exists once its period has ended; bid-offer data (BOD) is out at gate closure,
+# an hour before its period starts. Any other dataset falls back to the first field of
+# PUBLISH_FIELDS it has, else its time field.
+PUBLISHED_BY: dict[str, tuple[str, dt.timedelta]] = {
+    "FUELINST": ("publishTime", dt.timedelta(0)),
+    "FUELHH": ("publishTime", dt.timedelta(0)),
+    "FREQ": ("measurementTime", dt.timedelta(0)),
+    "MID": ("startTime", dt.timedelta(minutes=30)),
+    "DISEBSP": ("createdDateTime", dt.timedelta(0)),
+    "BOALF": ("acceptanceTime", dt.timedelta(0)),
+    "BOD": ("timeFrom", -dt.timedelta(hours=1)),
+    "REMIT": ("publishTime", dt.timedelta(0)),
+}
+PUBLISH_FIELDS = ("publishTime", "createdDateTime", "publicationTime", "acceptanceTime",
+                  "measurementTime", "createdTime")
+
+
+def published_by(dataset: catalog.Dataset) -> tuple[str, dt.timedelta] | None:
+    """(field, lag): a row is public from ``field + lag``; None when nothing says when."""
+    if dataset.code in PUBLISHED_BY:
+        return PUBLISHED_BY[dataset.code]
+    names = set(dataset.field_names)
+    for name in PUBLISH_FIELDS:
+        if name in names:
+            return name, dt.timedelta(0)
+    if dataset.time_field:
+        return dataset.time_field, dt.timedelta(0)
+    return None
+
+
+def cut_condition(dataset: catalog.Dataset, as_of: dt.datetime) -> str:
+    """SQL condition: the row was published by ``as_of``."""
+    rule = published_by(dataset)
+    if rule is None:
+        return "TRUE"
+    field, lag = rule
+    return f"{field} <= {timestamp_literal(as_of - lag)}"
+
+
+def as_published(
+    code: str, columns: str, days: tuple[dt.date, dt.date], as_of: dt.datetime,
+    where: str = "",
+) -> str:
+    """The rows of ``days`` that were public at ``as_of``, newest published version per key.
+
+    Reads the all-versions view, cut by publish time *before* picking the newest version,
+    so a revision published after ``as_of`` never replaces what was known then. The ``_day``
+    filter bounds the read to those days, however long the history.
+    """
+    dataset = catalog.get(code)
+    keys = ", ".join(dataset.natural_key)
+    order = [f"{dataset.version_field} DESC NULLS LAST"] if dataset.version_field else []
+    order += ["_ingested_utc DESC", "_hash_key"]
+    return (
+        f"SELECT {columns} FROM {dataset.table} "
+        f"WHERE _day BETWEEN {date_literal(days[0])} AND {date_literal(days[1])} "
+        f"AND {cut_condition(dataset, as_of)}{(' AND ' + where) if where else ''} "
+        f"QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY {', '.join(order)}) = 1"
+    )
 
 
 @dataclasses.dataclass(frozen=True)
 class Snapshot:
-    """Everything one refresh read from the warehouse, as plain rows (no further I/O)."""
+    """Everything one refresh read from the warehouse, as plain rows (no further I/O).
+
+    Every row is one that was public at ``now`` (the as-of instant): see :func:`as_published`.
+    """
 
     now: dt.datetime
     # The 48 settlement periods ending with the current one, oldest first.
     window: tuple[tuple[dt.date, int], ...]
     settled_day: dt.date
     fuel: list[Row]  # settlementDate, settlementPeriod, fuelType, mw (period mean), samples
-    system_prices: list[Row]  # settlementDate, settlementPeriod, systemSellPrice, systemBuyPrice...
+    system_prices: list[Row]  # the window's days: settlementDate, settlementPeriod, prices, NIV
     market_index: list[Row]  # settlementDate, settlementPeriod, price, volume (N2EX only)
     frequency: list[Row]  # measurementTime, frequency (every sample of the window's days)
-    acceptances: list[Row]  # BOALF segments of the settled day
+    acceptances: list[Row]  # BOALF segments of the settled day and of today so far
     adjustments: list[Row]  # DISBSAD actions of the settled day: cost, volume
     outages: list[Row]  # active REMIT notices over 50 MW, latest revision, largest first
-    freshness: dict[str, Freshness]  # per dataset code: its newest row, as `bmrs status` sees it
+    freshness: dict[str, Freshness]  # per dataset code: its newest row published by ``now``
     coverage: dict[str, list[Coverage]]  # per dataset code: the 7 settled days before today
     remit_coverage: list[Coverage]  # REMIT's trust span (outages need its history)
     iris_last_message: dict[str, dt.datetime]  # per dataset code, from the IRIS listener
+    # Daily system-price statistics of the last SPREAD_DAYS days (today so far included).
+    daily_prices: list[Row] = dataclasses.field(default_factory=list)
+    # BOD pair +1/-1 prices per (unit, settlement period) for the acceptances' units and days.
+    bid_offer_prices: list[Row] = dataclasses.field(default_factory=list)
+    # BM-unit reference rows (bmunits_latest) of the accepted units; None: no such view yet.
+    bm_units: list[Row] | None = None
 
 
 def window_periods(now: dt.datetime, count: int = WINDOW_PERIODS) -> tuple[tuple[dt.date, int], ...]:
@@ -85,7 +162,9 @@ def gather(
 ) -> Snapshot:
     """Run the dashboard's queries against a sink, as of ``now`` (an aware instant).
 
-    ``datasets`` are those the health tab reports on (the cluster's ``BMRS_DATASETS``).
+    Every query reads a bounded run of days (at most :data:`SPREAD_DAYS`, REMIT's span for
+    outages), so a refresh costs the same after years of history. ``datasets`` are those the
+    health tab reports on (the cluster's ``BMRS_DATASETS``).
     """
     now = now.astimezone(UTC)
     window = window_periods(now)
@@ -94,7 +173,14 @@ def gather(
     settled_day = today - dt.timedelta(days=1)
     # Health looks at settled days: today is still filling in and would always look partial.
     health_first, health_last = today - dt.timedelta(days=HEALTH_DAYS), settled_day
-    days = f"_day BETWEEN {date_literal(min(first, settled_day))} AND {date_literal(last)}"
+    days = (min(first, settled_day), last)
+    acceptance_days = (settled_day, today)
+    freq_first = local_date(now - FREQUENCY_SPAN)
+    acceptances = _rows(sink, as_published(
+        "BOALF", "settlementDate, nationalGridBmUnit, acceptanceNumber, acceptanceTime, "
+        "timeFrom, timeTo, levelFrom, levelTo, soFlag", acceptance_days, now))
+    units = sorted({str(r["nationalGridBmUnit"]) for r in acceptances
+                    if r["nationalGridBmUnit"] is not None})
     return Snapshot(
         now=now,
         window=window,
@@ -102,35 +188,33 @@ def gather(
         fuel=_rows(sink, f"""
             SELECT settlementDate, settlementPeriod, fuelType,
                    AVG(generation) AS mw, COUNT(*) AS samples
-            FROM fuelinst_latest WHERE {days}
+            FROM ({as_published("FUELINST", "settlementDate, settlementPeriod, fuelType, "
+                                "generation", days, now)}) AS published
             GROUP BY settlementDate, settlementPeriod, fuelType"""),
-        system_prices=_rows(sink, f"""
-            SELECT settlementDate, settlementPeriod, systemSellPrice, systemBuyPrice,
-                   totalAcceptedOfferVolume, totalAcceptedBidVolume
-            FROM disebsp_latest WHERE {days}"""),
-        market_index=_rows(sink, f"""
-            SELECT settlementDate, settlementPeriod, price, volume
-            FROM mid_latest WHERE {days} AND dataProvider = '{MID_PROVIDER}'"""),
-        frequency=_rows(sink, f"""
-            SELECT measurementTime, frequency FROM freq_latest
-            WHERE _day BETWEEN {date_literal(first)} AND {date_literal(last)}
-              AND measurementTime <= {timestamp_literal(now)}"""),
-        acceptances=_rows(sink, f"""
-            SELECT nationalGridBmUnit, acceptanceNumber, timeFrom, timeTo, levelFrom, levelTo
-            FROM boalf_latest WHERE _day = {date_literal(settled_day)}"""),
+        system_prices=_rows(sink, as_published(
+            "DISEBSP", "settlementDate, settlementPeriod, systemSellPrice, systemBuyPrice, "
+            "netImbalanceVolume, totalAcceptedOfferVolume, totalAcceptedBidVolume, "
+            "createdDateTime", days, now)),
+        market_index=_rows(sink, as_published(
+            "MID", "settlementDate, settlementPeriod, price, volume", days, now,
+            f"dataProvider = '{MID_PROVIDER}'")),
+        frequency=_rows(sink, as_published(
+            "FREQ", "measurementTime, frequency", (min(first, freq_first), last), now)),
+        acceptances=acceptances,
         adjustments=_rows(sink, f"""
             SELECT id, cost, volume FROM disbsad_latest
             WHERE _day = {date_literal(settled_day)}"""),
         outages=_rows(sink, f"""
             SELECT mrid, revisionNumber, assetId, affectedUnit, fuelType, unavailableCapacity,
                    normalCapacity, cause, unavailabilityType, eventStartTime, eventEndTime
-            FROM remit_latest
+            FROM ({as_published("REMIT", "*", (today - dt.timedelta(days=remit_span_days - 1),
+                                               today), now)}) AS published
             WHERE eventStatus = 'Active' AND unavailableCapacity > {OUTAGE_MIN_MW}
               AND eventStartTime <= {timestamp_literal(now)}
               AND (eventEndTime IS NULL OR eventEndTime > {timestamp_literal(now)})
             ORDER BY unavailableCapacity DESC, mrid
             LIMIT {OUTAGE_ROWS}"""),
-        freshness={f.dataset: f for f in freshness.assess(sink, list(datasets), now)},
+        freshness=freshness_as_of(sink, list(datasets), now),
         coverage={
             d.code: list(sink.coverage_range(d, health_first, health_last))
             for d in datasets
@@ -141,7 +225,77 @@ def gather(
             )
         ),
         iris_last_message=dict(iris_last_message or {}),
+        daily_prices=_rows(sink, f"""
+            SELECT settlementDate, MIN(systemSellPrice) AS low, MAX(systemSellPrice) AS high,
+                   AVG(systemSellPrice) AS mean, COUNT(systemSellPrice) AS periods
+            FROM ({as_published("DISEBSP", "settlementDate, systemSellPrice",
+                                (today - dt.timedelta(days=SPREAD_DAYS), today), now)})
+                 AS published
+            GROUP BY settlementDate"""),
+        bid_offer_prices=_bid_offer_prices(sink, units, acceptance_days, now),
+        bm_units=_bm_units(sink, units),
     )
+
+
+def _bid_offer_prices(
+    sink: Sink, units: list[str], days: tuple[dt.date, dt.date], now: dt.datetime
+) -> list[Row]:
+    """Offer price of pair +1 and bid price of pair -1, per accepted unit and period.
+
+    Pair +1 is the first offer band above a unit's notified level and pair -1 the first bid
+    band below it: the prices a small acceptance is paid, and what a battery usually bids.
+    """
+    if not units:
+        return []
+    listed = ", ".join("'" + unit.replace("'", "''") + "'" for unit in units)
+    return _rows(sink, f"""
+        SELECT nationalGridBmUnit, settlementDate, settlementPeriod, pairId,
+               AVG(offer) AS offer, AVG(bid) AS bid
+        FROM ({as_published("BOD", "nationalGridBmUnit, settlementDate, settlementPeriod, "
+                            "pairId, offer, bid", days, now,
+                            f"pairId IN (1, -1) AND nationalGridBmUnit IN ({listed})")})
+             AS published
+        GROUP BY nationalGridBmUnit, settlementDate, settlementPeriod, pairId""")
+
+
+def _bm_units(sink: Sink, units: list[str]) -> list[Row] | None:
+    """Reference rows of the accepted units from ``bmunits_latest``; None if the warehouse
+    has no BM-unit reference data (dataset BMUNITS) yet."""
+    if "BMUNITS" not in catalog.BY_CODE:
+        return None
+    if not units:
+        return []
+    listed = ", ".join("'" + unit.replace("'", "''") + "'" for unit in units)
+    return _rows(sink, f"SELECT * FROM bmunits_latest WHERE nationalGridBmUnit IN ({listed})")
+
+
+def freshness_as_of(
+    sink: Sink, datasets: list[catalog.Dataset], now: dt.datetime
+) -> dict[str, Freshness]:
+    """Each dataset's newest row as ``bmrs status`` sees it, but never one published after
+    ``now``: for an as-of time in the past, the newest row public then and its age then."""
+    out: dict[str, Freshness] = {}
+    for known in freshness.assess(sink, datasets, now):
+        if known.newest_utc is not None and known.newest_utc > now:
+            dataset = catalog.get(known.dataset)
+            known = dataclasses.replace(known, newest_utc=_newest_published(sink, dataset, now))
+        out[known.dataset] = known
+    return out
+
+
+def _newest_published(sink: Sink, dataset: catalog.Dataset, now: dt.datetime) -> dt.datetime | None:
+    """Newest instant (the dataset's time field) of a row published by ``now``, in the
+    :data:`AS_OF_SEARCH_DAYS` days before it."""
+    field = dataset.time_field
+    if field is None:
+        return None
+    today = local_date(now)
+    rows = _rows(sink, f"""
+        SELECT MAX({field}) AS newest FROM {dataset.table}
+        WHERE _day BETWEEN {date_literal(today - dt.timedelta(days=AS_OF_SEARCH_DAYS))}
+                       AND {date_literal(today + dt.timedelta(days=1))}
+          AND {cut_condition(dataset, now)} AND {field} <= {timestamp_literal(now)}""")
+    return rows[0]["newest"] if rows else None
 
 
 def iris_last_messages(client: redis.Redis | None) -> dict[str, dt.datetime]:

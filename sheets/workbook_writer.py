@@ -70,6 +70,8 @@ class _Formats:
                 props["bg_color"] = style.fill
             if style.wrap:
                 props["text_wrap"] = True
+            if style.align:
+                props["align"] = style.align
             self.cache[name] = self.workbook.add_format(props)
         return self.cache[name]
 
@@ -86,6 +88,8 @@ def _write_tab(
     sheet.set_landscape()
     sheet.set_paper(9)  # A4
     sheet.fit_to_pages(1, 1)
+    if tab.print_area:
+        sheet.print_area(0, 0, tab.print_area[0] - 1, tab.print_area[1] - 1)
     sheet.hide_gridlines(2)
     heights: dict[int, float] = {}
     for (row, col), cell in sorted(tab.cells.items()):
@@ -144,27 +148,46 @@ def _write_cell(
 
 def _insert_chart(workbook: xlsxwriter.Workbook, sheet: Worksheet, chart: Chart) -> None:
     excel_chart = workbook.add_chart({"type": chart.kind})
-    for name, values in chart.series:
-        excel_chart.add_series({
+    for index, (name, values) in enumerate(chart.series):
+        colour = chart.colors[index] if index < len(chart.colors) else None
+        spec: dict[str, object] = {
             "name": name,
             "categories": _cells(chart.categories),
             "values": _cells(values),
-            **({"marker": {"type": "none"}} if chart.kind == "line" else {}),
-        })
+        }
+        if chart.kind == "line":
+            spec["marker"] = {"type": "none"}
+            if colour:
+                spec["line"] = {"color": colour, "width": 1.5}
+        elif colour:
+            spec["fill"] = {"color": colour}
+            spec["border"] = {"none": True}
+        if chart.kind == "column":
+            # Series share each category's slot: a capped spike sits where its day is.
+            spec["overlap"] = 100
+            spec["gap"] = 40
+        excel_chart.add_series(spec)
     excel_chart.set_title({"name": chart.title, "name_font": {"size": 11}})
     if chart.kind != "bar":
-        excel_chart.set_y_axis({"name": chart.y_title, "major_gridlines": {"visible": True}})
-    if chart.kind == "line":
-        # A text axis: a date axis would put all of a day's periods on one point.
-        excel_chart.set_x_axis({"text_axis": True, "num_format": "hh:mm", "label_position": "low",
-                                "interval_unit": 4, "interval_tick": 4})
+        y_axis: dict[str, object] = {"name": chart.y_title, "major_gridlines": {"visible": True}}
+        if chart.y_bounds is not None:
+            y_axis["min"], y_axis["max"] = chart.y_bounds
+        excel_chart.set_y_axis(y_axis)
+    if chart.kind in ("line", "column"):
+        # A text axis: a date axis would put all of a day's periods on one point. The labels
+        # carry the date, so an axis that crosses midnight says which day each time is on.
+        x_axis: dict[str, object] = {"text_axis": True, "num_format": chart.x_format,
+                                     "label_position": "low", "num_font": {"rotation": -45}}
+        if chart.x_interval:
+            x_axis["interval_unit"] = chart.x_interval
+            x_axis["interval_tick"] = chart.x_interval
+        excel_chart.set_x_axis(x_axis)
         excel_chart.set_legend({"position": "bottom"})
     else:
         excel_chart.set_legend({"none": True})
-        if chart.kind == "bar":
-            # In a bar chart the categories run up the y axis: largest fuel on top.
-            excel_chart.set_y_axis({"reverse": True})
-            excel_chart.set_x_axis({"name": chart.y_title, "major_gridlines": {"visible": True}})
+        # In a bar chart the categories run up the y axis: largest fuel on top.
+        excel_chart.set_y_axis({"reverse": True})
+        excel_chart.set_x_axis({"name": chart.y_title, "major_gridlines": {"visible": True}})
     excel_chart.show_blanks_as("gap")  # a missing period is a gap, not a drop to zero
     width, height = chart.size
     excel_chart.set_size({"width": width, "height": height})

@@ -16,7 +16,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from sheets.gsheets_writer import SheetsError, backoff, service_account_session, write_dashboard
-from sheets.model import DATA, GENERATION, OVERVIEW, TAB_NAMES, Dashboard, build, london
+from sheets.model import (
+    DATA, FREQUENCY, GENERATION, OVERVIEW, PRICES, TAB_NAMES, Dashboard, build, london,
+)
 from sheets.queries import gather
 from sheets.workbook_writer import write_workbook
 from tests.support.fake_sheets import ACCESS_TOKEN, FakeSheets, parse_a1, route
@@ -68,7 +70,7 @@ def test_workbook_holds_every_tab_with_the_models_values(
     overview = book[OVERVIEW]
     assert overview["B2"].value == london(NOW).replace(tzinfo=None)
     assert overview["B2"].number_format == "yyyy-mm-dd hh:mm"
-    for label in ("System sell price", "Market index price (N2EX)", "Total generation"):
+    for label in ("Imbalance price (SSP = SBP)", "Market index price (N2EX)", "Total generation"):
         row = kpi_row(dashboard, label)
         expected = dashboard.tab(OVERVIEW).cell(row, 1).value
         assert isinstance(expected, float)
@@ -89,16 +91,23 @@ def test_workbook_has_native_charts_sparklines_and_in_cell_bars(workbook_path: P
     assert [c.tagname for c in charts] == ["lineChart", "lineChart"]
     prices = charts[0]
     refs = [s.val.numRef.f for s in prices.series]
-    assert refs == ["Data!$D$2:$D$49", "Data!$F$2:$F$49"]
+    assert refs == ["Data!$D$2:$D$49", "Data!$E$2:$E$49"]  # imbalance price, N2EX
     assert prices.series[0].cat.numRef.f == "Data!$C$2:$C$49"
+    # Category labels carry the date: the 48 periods cross midnight.
+    assert prices.x_axis.number_format.formatCode == "d mmm hh:mm"
+    (spread,) = book[PRICES]._charts
+    assert spread.tagname == "barChart" and len(spread.series) == 2
+    assert spread.y_axis.scaling.max is not None  # a fixed axis: spikes do not flatten it
+    (freq,) = book[FREQUENCY]._charts
+    assert freq.series[0].val.numRef.f == "Frequency!$H$3:$H$1442"
     (mix,) = book[GENERATION]._charts
     assert mix.tagname == "barChart" and mix.series[0].val.numRef.f.startswith("Generation!$B$5")
     bars = [rule for rng in book[GENERATION].conditional_formatting for rule in rng.rules]
     assert bars and all(rule.type == "dataBar" for rule in bars)
     with zipfile.ZipFile(workbook_path) as archive:
         sheet_xml = archive.read("xl/worksheets/sheet1.xml").decode()
-    # Eight key figures; frequency has no data, so its cell holds a note, not a sparkline.
-    assert sheet_xml.count("<x14:sparkline>") == 7
+    # Nine key figures; frequency has no data, so its cell holds a note, not a sparkline.
+    assert sheet_xml.count("<x14:sparkline>") == 8
     assert "<xm:f>'Data'!D2:D49</xm:f>" in sheet_xml
 
 
@@ -166,9 +175,9 @@ def test_refresh_is_one_values_and_one_format_batch_within_owned_ranges(
 
     # Values as the model has them: numbers, date serials, quoted text, formulas, blanks.
     tab = dashboard.tab(OVERVIEW)
-    row = kpi_row(dashboard, "System sell price")
+    row = kpi_row(dashboard, "Imbalance price (SSP = SBP)")
     assert overview.values[(row, 1)] == pytest.approx(tab.cell(row, 1).value)
-    assert overview.values[(row, 0)] == "'System sell price"
+    assert overview.values[(row, 0)] == "'Imbalance price (SSP = SBP)"
     assert overview.values[(row, 4)].startswith("=SPARKLINE('Data'!D2:D49,")
     assert overview.values[(1, 1)] == pytest.approx(
         (london(NOW).replace(tzinfo=None) - dt.datetime(1899, 12, 30)) / dt.timedelta(days=1))

@@ -141,11 +141,12 @@ def test_view_ddl_is_qualified_googlesql_and_means_the_same(fake_bigquery: FakeB
     load(sink, FUELINST, DAY, fuelinst_rows(DAY, publish_minute=7))  # a revision of every row
     views = {name: body["view"] for name, body in table_inserts(fake_bigquery).items() if "view" in body}
     assert views["fuelinst"] == {
-        "query": "SELECT * FROM `bmrs-test.bmrs.fuelinst_api`", "useLegacySql": False
+        "query": "SELECT * REPLACE (_day AS `settlementDate`) FROM `bmrs-test.bmrs.fuelinst_api`",
+        "useLegacySql": False,
     }
     assert views["fuelinst_latest"]["query"] == (
         "SELECT * FROM `bmrs-test.bmrs.fuelinst` WHERE TRUE QUALIFY row_number() OVER "
-        "(PARTITION BY `startTime`, `fuelType` ORDER BY `publishTime` DESC NULLS LAST, "
+        "(PARTITION BY `_day`, `settlementDate`, `startTime`, `fuelType` ORDER BY `publishTime` DESC NULLS LAST, "
         "_ingested_utc DESC, _hash_key) = 1"
     )
     unified = views["fuelinst_unified"]["query"]
@@ -153,7 +154,7 @@ def test_view_ddl_is_qualified_googlesql_and_means_the_same(fake_bigquery: FakeB
     assert "FROM `bmrs-test.bmrs.fuelinst`) UNION ALL (SELECT s.`publishTime`" in unified
     assert (
         "FROM `bmrs-test.bmrs.fuelinst_stream` s WHERE NOT EXISTS (SELECT 1 FROM "
-        "`bmrs-test.bmrs.fuelinst` a WHERE a.`startTime` IS NOT DISTINCT FROM s.`startTime` AND "
+        "`bmrs-test.bmrs.fuelinst` a WHERE a._day = s._day AND a.`startTime` IS NOT DISTINCT FROM s.`startTime` AND "
         "a.`fuelType` IS NOT DISTINCT FROM s.`fuelType` AND a.`publishTime` IS NOT DISTINCT FROM "
         "s.`publishTime`)"
     ) in unified

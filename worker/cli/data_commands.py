@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from worker import warehouse
 from worker.elexon import catalog
 from worker.cli.app import (
     UserError,
@@ -169,9 +170,8 @@ def inspect_command(
 )
 def query_command(sql: str, fmt: str) -> None:
     """Run SQL over the warehouse views (<code>, <code>_latest), e.g. SELECT count(*) FROM fuelinst."""
-    sink = open_sink(get_settings())
     try:
-        result = sink.query(sql)
+        result = warehouse.query(sql)
     except (duckdb.Error, QueryError) as exc:
         raise UserError(f"query failed: {str(exc).splitlines()[0]}") from None
     rows = rows_as_json(result)

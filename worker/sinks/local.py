@@ -5,6 +5,8 @@ Layout under ``BMRS_DATA_DIR``::
     lake/_format.json                         format version of everything below
     lake/<code>/date=YYYY-MM-DD/part-<generation>.parquet  the day's rows (all versions, no
                                               exact duplicates); the highest generation is current
+    lake/<code>/_manifest.json                each stored day's current file, row count and the
+                                              bounds of its day columns (maintained at load)
     lake/<code>/date=YYYY-MM-DD/coverage.json the day's coverage record
     lake/_stream/<code>/date=YYYY-MM-DD/<seq>-batch-<batch_id>.parquet  IRIS rows, per new batch
     locks/<code>/YYYY-MM-DD.lock              per dataset-day file locks
@@ -17,6 +19,15 @@ when its query starts, and reads that immutable file even if a writer moves on m
 (DuckDB reopens files between planning and scanning, so replacing a file in place made a
 concurrent reader fail on mismatched metadata). Superseded generations are deleted once they
 have been superseded for longer than any query runs (:data:`RETIRE_AFTER_S`).
+
+Years of history cost what a query reads (issue 13). Each dataset keeps a manifest of its days'
+current files, rewritten (atomically, under a dataset-wide lock held for milliseconds) by every
+day load, so opening the warehouse reads one small file per dataset a query names instead of
+listing every day. Each dataset's rows are an Arrow dataset with one fragment per day file whose
+guarantee is the bounds the manifest recorded (``_day``, ``settlementDate``, the time and
+period fields): a filter on any of them skips the other days' files without opening them.
+Views are made only for the datasets a query names (:func:`referenced`), so ``select 1``
+costs the same with 16 datasets or 95, and with 30 days or 4 years.
 """
 
 from __future__ import annotations
@@ -25,11 +36,13 @@ import contextlib
 import datetime as dt
 import json
 import os
+import re
 import shutil
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import filelock
@@ -44,7 +57,10 @@ from worker.elexon.dedup import conform, drop_duplicates
 from worker.sinks.base import Sink
 from worker.sinks.sql_dialect import DUCKDB
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+# Format 1 lakes lack manifests: they are built on first use (one listing), then kept.
+READABLE_FORMATS = (1, 2)
+MANIFEST_FILE = "_manifest.json"
 PART_PREFIX = "part-"
 # Superseded day files live this long, so queries that resolved them can still read them.
 RETIRE_AFTER_S = 600.0
@@ -92,13 +108,17 @@ class LocalWarehouse(Sink):
         marker = self.lake / "_format.json"
         if marker.exists():
             found = json.loads(marker.read_text()).get("format_version")
-            if found != FORMAT_VERSION:
+            if found not in READABLE_FORMATS:
                 raise FormatVersionError(
                     f"{self.lake} holds lake format {found}, this program reads format "
                     f"{FORMAT_VERSION}; use a matching version or a new BMRS_DATA_DIR"
                 )
-        else:
-            atomic_write(marker, json.dumps({"format_version": FORMAT_VERSION}).encode())
+            if found == FORMAT_VERSION:
+                return
+            # Format 1: every day load from now on keeps the manifests, and a missing one is
+            # built from a listing. The new marker keeps older programs (which would not keep
+            # manifests) from writing here.
+        atomic_write(marker, json.dumps({"format_version": FORMAT_VERSION}).encode())
 
     def day_dir(self, dataset: Dataset, day: dt.date) -> Path:
         return self.lake / dataset.table / f"date={day.isoformat()}"
@@ -113,19 +133,96 @@ class LocalWarehouse(Sink):
         return pq.read_table(parts[-1]) if parts else None
 
     def write_day(self, dataset: Dataset, day: dt.date, table: pa.Table) -> None:
-        """Write the day's next generation (call under the chunk lock), retire old ones."""
+        """Write the day's next generation (call under the chunk lock), record it in the
+        manifest, retire old ones."""
         folder = self.day_dir(dataset, day)
         parts = day_parts(folder)
         generation = time.time_ns()
         if parts:
             generation = max(generation, _generation(parts[-1]) + 1)
-        atomic_write(folder / f"{PART_PREFIX}{generation:020d}.parquet", table=table)
+        path = folder / f"{PART_PREFIX}{generation:020d}.parquet"
+        atomic_write(path, table=table)
+        entry = manifest_entry(dataset, path, table)
+        with self._manifest_lock(dataset):
+            days = self._read_manifest(dataset)
+            if days is None:
+                days = self._listed_manifest(dataset)
+            days[day.isoformat()] = entry
+            self._write_manifest(dataset, days)
         retire_superseded(day_parts(folder))
 
+    # -- the manifest: each day's current file, so readers never list the history ----------
+
+    def _manifest_path(self, dataset: Dataset) -> Path:
+        return self.lake / dataset.table / MANIFEST_FILE
+
+    def _manifest_lock(self, dataset: Dataset) -> filelock.FileLock:
+        path = self.root / "locks" / dataset.table / "_manifest.lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return filelock.FileLock(path, timeout=LOCK_TIMEOUT_S)
+
+    def _read_manifest(self, dataset: Dataset) -> dict[str, dict[str, Any]] | None:
+        try:
+            raw = self._manifest_path(dataset).read_bytes()
+        except FileNotFoundError:
+            return None
+        days: dict[str, dict[str, Any]] = orjson.loads(raw)["days"]
+        return days
+
+    def _write_manifest(self, dataset: Dataset, days: dict[str, dict[str, Any]]) -> None:
+        ordered = dict(sorted(days.items()))
+        atomic_write(self._manifest_path(dataset), orjson.dumps({"days": ordered}))
+
+    def _listed_manifest(self, dataset: Dataset) -> dict[str, dict[str, Any]]:
+        """The manifest rebuilt from a listing of the day folders (a format 1 lake, or a repair
+        after a writer died between its day file and its manifest update); reads the bounds
+        from each current file."""
+        days: dict[str, dict[str, Any]] = {}
+        for folder in sorted((self.lake / dataset.table).glob("date=*")):
+            parts = day_parts(folder)
+            if parts:
+                held = set(pq.read_schema(parts[-1]).names)
+                columns = [c for c in bound_columns(dataset) if c in held]
+                table = pq.read_table(parts[-1], columns=columns)
+                days[folder.name.removeprefix("date=")] = manifest_entry(
+                    dataset, parts[-1], table, rows=pq.ParquetFile(parts[-1]).metadata.num_rows
+                )
+        return days
+
+    def manifest(self, dataset: Dataset) -> dict[dt.date, dict[str, Any]]:
+        """Each stored day's current file (``file``, relative to the dataset folder), ``rows``
+        and ``bounds`` (per day column: min, max, nulls); one small file read."""
+        days = self._read_manifest(dataset)
+        if days is None:
+            if not (self.lake / dataset.table).is_dir():
+                return {}
+            with self._manifest_lock(dataset):
+                days = self._read_manifest(dataset)
+                if days is None:
+                    days = self._listed_manifest(dataset)
+                    self._write_manifest(dataset, days)
+        # A day folder deleted by hand (to drop a day) leaves its entry behind: one stat per
+        # day (microseconds) keeps readers from failing on it.
+        folder = self.lake / dataset.table
+        return {
+            dt.date.fromisoformat(day): entry
+            for day, entry in days.items()
+            if os.path.exists(folder / entry["file"])
+        }
+
+    def newest_day(self, dataset: Dataset) -> dt.date | None:
+        """The last stored day with rows (from the manifest: no scan, however old it is)."""
+        days = [day for day, entry in self.manifest(dataset).items() if entry["rows"]]
+        return max(days) if days else None
+
     def vacuum(self) -> int:
-        """Delete every superseded day file past its grace time; returns how many."""
+        """Repair each manifest from a listing, then delete every superseded day file past its
+        grace time; returns how many files went."""
         removed = 0
         for dataset in DATASETS:
+            if (self.lake / dataset.table).is_dir():
+                with self._manifest_lock(dataset):
+                    self._write_manifest(dataset, self._listed_manifest(dataset))
             for folder in (self.lake / dataset.table).glob("date=*"):
                 with self.chunk_lock(dataset, dt.date.fromisoformat(folder.name[5:])):
                     removed += retire_superseded(day_parts(folder))
@@ -150,18 +247,12 @@ class LocalWarehouse(Sink):
 
     def stored_days(self, dataset: Dataset) -> Iterator[dt.date]:
         """Days that have a data file, in order."""
-        for folder in sorted((self.lake / dataset.table).glob("date=*")):
-            if day_parts(folder):
-                yield dt.date.fromisoformat(folder.name.removeprefix("date="))
+        yield from sorted(self.manifest(dataset))
 
     def current_files(self, dataset: Dataset) -> list[Path]:
         """The current generation of every stored day of a dataset."""
-        files = []
-        for folder in sorted((self.lake / dataset.table).glob("date=*")):
-            parts = day_parts(folder)
-            if parts:
-                files.append(parts[-1])
-        return files
+        folder = self.lake / dataset.table
+        return [folder / entry["file"] for _, entry in sorted(self.manifest(dataset).items())]
 
     def stream_dir(self, dataset: Dataset, day: dt.date) -> Path:
         return self.lake / STREAM_DIR / dataset.table / f"date={day.isoformat()}"
@@ -249,44 +340,172 @@ class LocalWarehouse(Sink):
         return pruned
 
     def query(self, sql: str) -> pa.Table:
-        con = self.connect()
+        """Run SQL over the views of the datasets it names (each resolved to its current files
+        as the query starts)."""
+        con = self.connect(referenced(sql))
         try:
             return con.sql(sql).to_arrow_table()
         finally:
             con.close()
 
-    def connect(self) -> duckdb.DuckDBPyConnection:
-        """An in-memory DuckDB connection with every dataset's views over the lake."""
+    def connect(self, datasets: Sequence[Dataset] | None = None) -> duckdb.DuckDBPyConnection:
+        """An in-memory DuckDB connection with the views of ``datasets`` (default: every one)
+        over the lake, each day resolved to its current file now: later loads do not change
+        what this connection reads."""
         con = duckdb.connect()
         con.execute("SET TimeZone = 'UTC'")
-        for dataset in DATASETS:
+        for dataset in DATASETS if datasets is None else datasets:
             self._create_views(con, dataset)
         return con
 
     def _create_views(self, con: duckdb.DuckDBPyConnection, dataset: Dataset) -> None:
+        """``<code>``, ``<code>_latest`` and ``<code>_unified``; the Arrow datasets they read
+        are owned by the views, so no internal name is left for ``SHOW TABLES`` to list."""
         table = dataset.table
-        files = self.current_files(dataset)
-        if files:
-            listed = ", ".join(f"'{_sql_str(str(path))}'" for path in files)
-            source = f"read_parquet([{listed}], union_by_name=true, hive_partitioning=false)"
-        else:
-            empty_name = f"_empty_{table}"
-            con.register(empty_name, dataset.storage_schema.empty_table())
-            source = empty_name
-        con.execute(f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM {source}")
+        manifest = self.manifest(dataset)
+        folder = self.lake / table
+        api_rows = arrow_rows(  # noqa: F841 - read by name by the SQL below
+            dataset, [(day, folder / e["file"], e["bounds"]) for day, e in manifest.items()]
+        )
+        con.sql("SELECT * FROM api_rows").create_view(table, replace=True)
         con.execute(f"CREATE OR REPLACE VIEW {table}_latest AS {DUCKDB.latest_sql(dataset, table)}")
-        stream_files = self.current_stream_files(dataset)
-        if stream_files:
-            listed = ", ".join(f"'{_sql_str(str(path))}'" for path in stream_files)
-            stream = f"read_parquet([{listed}], union_by_name=true, hive_partitioning=false)"
-            unified = DUCKDB.unified_sql(dataset, table, stream)
+        stream_days = self.current_stream_days(dataset)
+        if not stream_days:
+            con.execute(f"CREATE OR REPLACE VIEW {table}_unified AS SELECT * FROM {table}")
+            return
+        stream_rows = arrow_rows(  # noqa: F841
+            dataset, [(day, path, None) for day, files in stream_days.items() for path in files]
+        )
+        # The stream rows are compared with the API rows of the stream's own days only, so a
+        # query of any day reads a handful of API files for that, not the whole history.
+        api_match = arrow_rows(  # noqa: F841
+            dataset,
+            [(day, folder / manifest[day]["file"], manifest[day]["bounds"])
+             for day in stream_days if day in manifest],
+        )
+        unified = DUCKDB.unified_sql(dataset, table, "stream_rows", api_match="api_match")
+        con.sql(unified).create_view(f"{table}_unified", replace=True)
+
+    def current_stream_days(self, dataset: Dataset) -> dict[dt.date, list[Path]]:
+        """Each stream day's current files (stream days are few: retention prunes them)."""
+        days: dict[dt.date, list[Path]] = {}
+        for folder in sorted((self.lake / STREAM_DIR / dataset.table).glob("date=*")):
+            files = stream_current(stream_parts(folder))
+            if files:
+                days[dt.date.fromisoformat(folder.name.removeprefix("date="))] = files
+        return days
+
+
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# Statements that list or describe the catalog get every dataset's views.
+_CATALOG_WORDS = frozenset(
+    {"show", "describe", "summarize", "information_schema", "duckdb_views", "duckdb_tables",
+     "duckdb_columns", "pragma"}
+)
+
+
+def referenced(sql: str) -> list[Dataset]:
+    """The datasets whose views a statement may read: any word naming ``<code>``,
+    ``<code>_latest`` or ``<code>_unified`` (a stray match only costs a few milliseconds);
+    every dataset for a statement that lists the catalog."""
+    words = {w.lower() for w in _WORD.findall(sql)}
+    if words & _CATALOG_WORDS:
+        return list(DATASETS)
+    return [
+        d for d in DATASETS
+        if d.table in words or f"{d.table}_latest" in words or f"{d.table}_unified" in words
+    ]
+
+
+def bound_columns(dataset: Dataset) -> list[str]:
+    """Columns fixed or narrowed by the partition day whose bounds the manifest keeps: what
+    queries filter days on, and what freshness reads the newest row from."""
+    wanted = ["_day", "settlementDate", dataset.partition_field, dataset.time_field,
+              dataset.period_field]
+    names = set(dataset.storage_schema.names)
+    return [c for c in dict.fromkeys(wanted) if c and c in names]
+
+
+def manifest_entry(
+    dataset: Dataset, path: Path, table: pa.Table, rows: int | None = None
+) -> dict[str, Any]:
+    """A day file's manifest record: its name, rows and each bound column's [min, max, nulls]
+    (dates ISO, instants as microseconds since the epoch, JSON-safe)."""
+    bounds: dict[str, list[Any]] = {}
+    for column in bound_columns(dataset):
+        if column not in table.column_names:
+            continue
+        values = table.column(column)
+        if pa.types.is_timestamp(values.type) or pa.types.is_date(values.type):
+            values = values.cast(pa.timestamp("us", tz="UTC") if pa.types.is_timestamp(values.type)
+                                 else pa.date32())
+        extremes = pc.min_max(values)
+        low, high = extremes["min"].as_py(), extremes["max"].as_py()
+        bounds[column] = [_json_value(low), _json_value(high), values.null_count]
+    return {
+        "file": f"{path.parent.name}/{path.name}",
+        "rows": table.num_rows if rows is None else rows,
+        "bounds": bounds,
+    }
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, dt.datetime):
+        return int(value.timestamp() * 1_000_000) if value.tzinfo else None
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return value
+
+
+def bound_value(dataset: Dataset, column: str, value: Any) -> Any:
+    """A manifest bound back as the Python value of the column's type."""
+    if value is None:
+        return None
+    kind = dataset.storage_schema.field(column).type
+    if pa.types.is_timestamp(kind):
+        return dt.datetime.fromtimestamp(value / 1_000_000, dt.UTC)
+    if pa.types.is_date(kind):
+        return dt.date.fromisoformat(value)
+    return value
+
+
+def arrow_rows(
+    dataset: Dataset, files: list[tuple[dt.date, Path, dict[str, list[Any]] | None]]
+) -> Any:
+    """An Arrow dataset over day files, in the catalog's storage schema (older files lacking a
+    newer column read it as null), each file guaranteed to hold only its day and bounds: Arrow
+    skips a file a pushed-down filter excludes, without opening it."""
+    import pyarrow.dataset as pads  # imported by the first query that names a dataset
+    import pyarrow.fs as pafs
+
+    schema = dataset.storage_schema
+    if not files:
+        return schema.empty_table()
+    guarantees = [_guarantee(dataset, day, bounds) for day, _, bounds in files]
+    return pads.FileSystemDataset.from_paths(
+        [str(path) for _, path, _ in files], schema=schema, format=pads.ParquetFileFormat(),
+        filesystem=pafs.LocalFileSystem(), partitions=guarantees,
+    )
+
+
+def _guarantee(dataset: Dataset, day: dt.date, bounds: dict[str, list[Any]] | None) -> Any:
+    """What a day file's rows satisfy, as an Arrow expression over its bound columns."""
+    bounds = bounds or {"_day": [day.isoformat(), day.isoformat(), 0]}
+    schema = dataset.storage_schema
+    guarantee = pc.scalar(True)
+    for column, (low, high, nulls) in bounds.items():
+        field = pc.field(column)
+        kind = schema.field(column).type
+        if low is None:
+            term = field.is_null()
         else:
-            unified = f"SELECT * FROM {table}"
-        con.execute(f"CREATE OR REPLACE VIEW {table}_unified AS {unified}")
-
-
-def _sql_str(text: str) -> str:
-    return text.replace("'", "''")
+            low_v = pa.scalar(bound_value(dataset, column, low), kind)
+            high_v = pa.scalar(bound_value(dataset, column, high), kind)
+            term = (field >= low_v) & (field <= high_v)
+            if nulls:
+                term = term | field.is_null()
+        guarantee = guarantee & term
+    return guarantee
 
 
 def day_parts(folder: Path) -> list[Path]:

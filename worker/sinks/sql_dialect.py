@@ -10,6 +10,13 @@ here once per dialect, so the views mean the same thing on both. The differences
 - unions: DuckDB unites Parquet files of several format versions by column name
   (``UNION ALL BY NAME``); BigQuery tables have one schema, so columns are listed by name.
 
+History costs what a query reads (issue 13): a natural key that never spans settlement days
+(:func:`key_within_day`) has its windows partitioned by ``_day`` (and ``settlementDate``) too.
+That changes no answer, and lets a filter on those columns (or on a key column such as a
+partition time field) pass below the window to the scan, where it prunes day files (DuckDB) or
+partitions (BigQuery). On BigQuery ``<code>`` also takes ``settlementDate`` from ``_day`` (equal
+by construction where the day is the settlement date), so a filter on either prunes.
+
 Queries that other parts run on either sink (the dashboard's, freshness, gap detection)
 keep to the common subset: lower-case unquoted view names, ``DATE 'YYYY-MM-DD'`` and UTC
 ``TIMESTAMP '...'`` literals (:func:`date_literal`, :func:`timestamp_literal`), plain
@@ -20,6 +27,7 @@ from __future__ import annotations
 
 import abc
 import datetime as dt
+from collections.abc import Sequence
 
 from worker.elexon.catalog import Dataset
 
@@ -44,8 +52,12 @@ class Dialect(abc.ABC):
         """Two SELECTs over the dataset's storage columns, united without dropping rows."""
 
     def latest_sql(self, dataset: Dataset, source: str) -> str:
-        """Newest version per natural key: the version field, then the newest ingestion."""
-        keys = ", ".join(self.quote(k) for k in dataset.natural_key)
+        """Newest version per natural key: the version field, then the newest ingestion.
+
+        The per-dataset hook for ``<code>_latest``: a dataset whose newest rows follow another
+        rule overrides it here, and both sinks (views, and anything materialised) follow.
+        """
+        keys = ", ".join(self.quote(k) for k in window_keys(dataset, dataset.natural_key))
         order = (
             [f"{self.quote(dataset.version_field)} DESC NULLS LAST"] if dataset.version_field else []
         )
@@ -56,8 +68,13 @@ class Dialect(abc.ABC):
             f"(PARTITION BY {keys} ORDER BY {', '.join(order)}) = 1"
         )
 
-    def unified_sql(self, dataset: Dataset, api: str, stream: str) -> str:
+    def unified_sql(
+        self, dataset: Dataset, api: str, stream: str, api_match: str | None = None
+    ) -> str:
         """API rows, plus the stream rows whose natural key and version the API lacks.
+
+        ``api_match`` is what the stream rows are compared with, where the engine cannot prune
+        that side by itself: the local lake passes the API rows of the stream's days only.
 
         One stream row per natural key and version (its first arrival), so IRIS redeliveries
         and the API's later copy of the same row never show twice. Without a version field a
@@ -68,12 +85,15 @@ class Dialect(abc.ABC):
             keys.append(dataset.version_field)
         q = self.quote
         match = " AND ".join(f"a.{q(k)} IS NOT DISTINCT FROM s.{q(k)}" for k in keys)
-        identity = ", ".join(f"s.{q(k)}" for k in keys)
+        if key_within_day(dataset) or dataset.version_field:
+            # A key (with its version) lives in one day: compare within the day only.
+            match = f"a._day = s._day AND {match}"
+        identity = ", ".join(f"s.{q(k)}" for k in window_keys(dataset, keys))
         if not dataset.version_field:
             identity += ", s._hash_key"
         fresh_stream_rows = (
             f"SELECT {self.columns(dataset, 's')} FROM {stream} s "
-            f"WHERE NOT EXISTS (SELECT 1 FROM {api} a WHERE {match}) "
+            f"WHERE NOT EXISTS (SELECT 1 FROM {api_match or api} a WHERE {match}) "
             f"QUALIFY row_number() OVER (PARTITION BY {identity} "
             "ORDER BY s._ingested_utc, s._hash_key) = 1"
         )
@@ -83,11 +103,15 @@ class Dialect(abc.ABC):
         """The select list of a dataset's stored rows (``*`` where the engine unites by name)."""
         return f"{alias}.*" if alias else "*"
 
+    def base_sql(self, dataset: Dataset, api: str) -> str:
+        """``<code>``: every stored row of the API table."""
+        return f"SELECT * FROM {api}"
+
     def views(self, dataset: Dataset, *, api: str, stream: str | None) -> dict[str, str]:
         """Name -> SQL of the dataset's three views, over its API and stream tables."""
         table = dataset.table
         return {
-            table: f"SELECT * FROM {api}",
+            table: self.base_sql(dataset, api),
             f"{table}_latest": self.latest_sql(dataset, self.relation(table)),
             f"{table}_unified": (
                 self.unified_sql(dataset, self.relation(table), stream)
@@ -136,8 +160,46 @@ class BigQueryDialect(Dialect):
     def union_all(self, dataset: Dataset, first: str, second: str) -> str:
         return f"({first}) UNION ALL ({second})"
 
+    def base_sql(self, dataset: Dataset, api: str) -> str:
+        # BigQuery prunes partitions only on the partitioning column: where the settlement
+        # date is the partition day, the view reads it from _day, so filters on it prune too.
+        if dataset.partition_field == "settlementDate" and "settlementDate" in dataset.field_names:
+            return f"SELECT * REPLACE (_day AS {self.quote('settlementDate')}) FROM {api}"
+        return super().base_sql(dataset, api)
+
 
 DUCKDB = DuckDBDialect()
+
+
+def key_within_day(dataset: Dataset) -> bool:
+    """Whether every row of a natural key lies in one partition day.
+
+    True where the day comes from a key column (``settlementDate``, or the partition time field
+    such as FREQ's ``measurementTime``), or where the day is the settlement date and the key
+    holds the row's time field (an instant belongs to one settlement day). False for datasets
+    partitioned by publish time whose key is what was published about (INDGEN, REMIT...):
+    their versions arrive on different days, so their windows span days.
+    """
+    key = set(dataset.natural_key)
+    if dataset.partition_field in key:
+        return True
+    return dataset.partition_field == "settlementDate" and dataset.time_field in key
+
+
+def day_columns(dataset: Dataset) -> list[str]:
+    """Columns fixed by the partition day, to lead a window's PARTITION BY (empty if the key
+    spans days). A filter on any of them then reaches the scan below the window."""
+    if not key_within_day(dataset):
+        return []
+    columns = ["_day"]
+    if dataset.partition_field == "settlementDate" and "settlementDate" in dataset.field_names:
+        columns.append("settlementDate")
+    return columns
+
+
+def window_keys(dataset: Dataset, keys: Sequence[str]) -> list[str]:
+    """A window's PARTITION BY: the day columns, then the given keys (no repeats)."""
+    return list(dict.fromkeys([*day_columns(dataset), *keys]))
 
 
 def date_literal(day: dt.date) -> str:

@@ -150,13 +150,12 @@ def test_view_ddl_is_qualified_googlesql_and_means_the_same(fake_bigquery: FakeB
         "_ingested_utc DESC, _hash_key) = 1"
     )
     unified = views["fuelinst_unified"]["query"]
-    assert unified.startswith("(SELECT `publishTime`, `startTime`, ")
-    assert "FROM `bmrs-test.bmrs.fuelinst`) UNION ALL (SELECT s.`publishTime`" in unified
+    assert unified.startswith("SELECT * EXCEPT (_from_stream) FROM (SELECT `publishTime`, ")
+    assert "0 AS _from_stream FROM `bmrs-test.bmrs.fuelinst` UNION ALL SELECT `publishTime`" in unified
     assert (
-        "FROM `bmrs-test.bmrs.fuelinst_stream` s WHERE NOT EXISTS (SELECT 1 FROM "
-        "`bmrs-test.bmrs.fuelinst` a WHERE a._day = s._day AND a.`startTime` IS NOT DISTINCT FROM s.`startTime` AND "
-        "a.`fuelType` IS NOT DISTINCT FROM s.`fuelType` AND a.`publishTime` IS NOT DISTINCT FROM "
-        "s.`publishTime`)"
+        "1 AS _from_stream FROM `bmrs-test.bmrs.fuelinst_stream`) WHERE TRUE QUALIFY "
+        "_from_stream = 0 OR (COUNTIF(_from_stream = 0) OVER (PARTITION BY `_day`, "
+        "`settlementDate`, `startTime`, `fuelType`, `publishTime`) = 0"
     ) in unified
     assert all(not v["useLegacySql"] for v in views.values())
     # And they mean what the local views mean: both versions kept, the newest one latest.

@@ -69,6 +69,8 @@ def break_day(sink: LocalWarehouse, dataset: catalog.Dataset, day: dt.date) -> N
 def test_a_day_filter_reads_only_that_days_file_on_every_view(lake: LocalWarehouse) -> None:
     iris = parse_rows(DISEBSP, prices(DAYS[3], f"{DAYS[3]}T23:30:00Z", 90)[:2], source="iris").table
     lake.append_stream(DISEBSP, DAYS[3], iris, digest(iris))
+    known = parse_rows(DISEBSP, prices(DAYS[3], f"{DAYS[3]}T23:00:00Z", 50)[:3], source="iris")
+    lake.append_stream(DISEBSP, DAYS[3], known.table, digest(known.table))  # the API has them
     break_day(lake, DISEBSP, DAYS[0])
     d3 = f"DATE '{DAYS[3]}'"
     for sql, expected in (
@@ -168,3 +170,67 @@ def test_python_api_and_cli_run_the_same_query(
     assert json.loads(out.output) == [{"_day": day.isoformat(), "n": 48} for day in DAYS]
     with pytest.raises(SinkConfigError, match="use worker.warehouse.query"):
         warehouse.connect(Settings(data_dir=lake.root, sink="bigquery"))
+
+
+def test_freshness_reports_the_newest_row_however_old_without_reading_days(
+    lake: LocalWarehouse,
+) -> None:
+    from worker.cluster import freshness
+    from worker.elexon.settlement import day_window_utc
+
+    for day in DAYS:
+        break_day(lake, DISEBSP, day)  # the manifest alone answers
+    now = dt.datetime(2026, 11, 30, 9, tzinfo=dt.UTC)
+    found, missing = freshness.assess(lake, [DISEBSP, FREQ], now)
+    last_period = day_window_utc(DAYS[-1])[1] - dt.timedelta(minutes=30)
+    assert found.newest_utc == last_period and found.stale
+    assert found.to_json()["age_s"] == round((now - last_period).total_seconds())
+    assert missing.newest_utc is None and missing.to_json()["age_s"] is None
+
+
+def test_bigquery_newest_day_comes_from_the_coverage_table(fake_bigquery) -> None:  # type: ignore[no-untyped-def]
+    from tests.test_bigquery_sink import FUELINST, fuelinst_rows, make_sink
+    from tests.test_bigquery_sink import load as bq_load
+    from worker.cluster import freshness
+    from worker.elexon.coverage import Coverage
+
+    sink = make_sink(fake_bigquery)
+    assert sink.newest_day(FUELINST) is None
+    for day in DAYS[:2]:
+        bq_load(sink, FUELINST, day, fuelinst_rows(day))
+        sink.write_coverage(Coverage(dataset="FUELINST", date=day, status="partial", rows=24))
+    sink.write_coverage(Coverage(dataset="FUELINST", date=DAYS[2], status="empty", rows=0))
+    assert sink.newest_day(FUELINST) == DAYS[1]
+    now = dt.datetime(2026, 11, 30, tzinfo=dt.UTC)
+    (result,) = freshness.assess(sink, [FUELINST], now)
+    assert result.newest_utc == dt.datetime.combine(DAYS[1], dt.time(0, 55), dt.UTC)
+
+
+def test_bigquery_views_read_only_the_partitions_a_day_filter_names(fake_bigquery) -> None:  # type: ignore[no-untyped-def]
+    from tests.test_bigquery_sink import FUELINST, fuelinst_rows, make_sink
+    from tests.test_bigquery_sink import load as bq_load
+
+    sink = make_sink(fake_bigquery)
+    for day in DAYS:
+        bq_load(sink, FUELINST, day, fuelinst_rows(day, publish_minute=5))
+        bq_load(sink, FUELINST, day, fuelinst_rows(day, publish_minute=7))
+    iris = fuelinst_rows(DAYS[3], publish_minute=9, count=2, source="iris")
+    sink.append_stream(FUELINST, DAYS[3], iris, digest(iris))
+    known = fuelinst_rows(DAYS[3], publish_minute=7, count=3, source="iris")  # the API has them
+    sink.append_stream(FUELINST, DAYS[3], known, digest(known))
+    d3 = f"DATE '{DAYS[3]}'"
+    part = DAYS[3].strftime("%Y%m%d")
+    for sql, expected, tables in (
+        (f"SELECT count(*) AS n FROM fuelinst WHERE _day = {d3}", 48, {"fuelinst_api"}),
+        (f"SELECT count(*) AS n FROM fuelinst WHERE settlementDate = {d3}", 48, {"fuelinst_api"}),
+        (f"SELECT count(*) AS n FROM fuelinst_latest WHERE _day = {d3}", 24, {"fuelinst_api"}),
+        (f"SELECT count(*) AS n FROM fuelinst_latest WHERE settlementDate = {d3}", 24,
+         {"fuelinst_api"}),
+        (f"SELECT count(*) AS n FROM fuelinst_unified WHERE _day = {d3}", 52,
+         {"fuelinst_api", "fuelinst_stream"}),
+    ):
+        assert sink.query(sql).to_pylist() == [{"n": expected}], sql
+        read = fake_bigquery.partitions_read[-1]
+        assert read == {table: [part] for table in tables}, sql
+    sink.query("SELECT count(*) AS n FROM fuelinst_latest")
+    assert len(fake_bigquery.partitions_read[-1]["fuelinst_api"]) == len(DAYS)

@@ -12,7 +12,10 @@ records every request and answers the way the REST API does for what the sink us
 - ``tabledata.list`` of a table or one partition, with ``selectedFields`` and paging;
 - ``jobs.query`` / ``jobs.insert`` + ``getQueryResults``: the GoogleSQL is transpiled with
   sqlglot and run by DuckDB over the stored rows, views included, so the views and queries
-  the sink sends are exercised, not just recorded.
+  the sink sends are exercised, not just recorded. Each day partition is read as a file of
+  its own that only a query whose filters reach it opens, and
+  :attr:`FakeBigQuery.partitions_read` records, per query, which partitions of which tables
+  it read: what BigQuery's partition pruning (and its bill) would be.
 
 Loaded partitions are stored (as Arrow), so reading a partition back works as on BigQuery.
 Faults: :meth:`FakeBigQuery.fail_requests` (HTTP errors such as 503) and
@@ -38,6 +41,8 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.dataset as pads
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 import sqlglot
@@ -228,6 +233,8 @@ class FakeBigQuery:
         self.requests: list[Recorded] = []
         self.loads: list[Load] = []
         self.queries: list[str] = []
+        # Per query: table name -> the partition ids (YYYYMMDD) the query read.
+        self.partitions_read: list[dict[str, list[str]]] = []
         self.datasets: dict[tuple[str, str], dict[str, Any]] = {}
         self.tables: dict[tuple[str, str, str], TableState] = {}
         self.jobs: dict[tuple[str, str], dict[str, Any]] = {}
@@ -745,10 +752,22 @@ class FakeBigQuery:
                     con.execute(f"ATTACH ':memory:' AS {_q(project)}")
                 con.execute(f"CREATE SCHEMA {_q(project)}.{_q(dataset)}")
             pending = []
+            files = _RecordingFiles()
+            partitioned: dict[str, str] = {}
             for (project, dataset, name), state in self.tables.items():
                 target = f"{_q(project)}.{_q(dataset)}.{_q(name)}"
                 if state.is_view:
                     pending.append((target, state.resource["view"]["query"]))
+                    continue
+                field = (state.resource.get("timePartitioning") or {}).get("field")
+                schema = arrow_schema(state.resource.get("schema", {}).get("fields", []))
+                if field and pa.types.is_date(schema.field(field).type):
+                    source = f"_partitions_{len(partitioned)}"
+                    partitioned[source] = name
+                    con.register(source, files.dataset(source, schema, field, {
+                        pid: self._conform(rows, schema) for pid, rows in state.partitions.items()
+                    }))
+                    con.execute(f"CREATE VIEW {target} AS SELECT * FROM {source}")
                     continue
                 con.register("_incoming", self._table_rows(state))
                 con.execute(f"CREATE TABLE {target} AS SELECT * FROM _incoming")
@@ -774,10 +793,104 @@ class FakeBigQuery:
                 table = result.to_arrow_table() if result is not None else pa.table({})
             except duckdb.Error as exc:
                 raise ApiError(400, "invalidQuery", str(exc).splitlines()[0]) from None
+            read: dict[str, list[str]] = {}
+            for path in files.handler.opened:
+                source, _, pid = path.removesuffix(".parquet").partition("/")
+                read.setdefault(partitioned[source], [])
+                if pid not in read[partitioned[source]]:
+                    read[partitioned[source]].append(pid)
+            self.partitions_read.append({k: sorted(v) for k, v in read.items()})
         finally:
             con.close()
         fields = bq_fields(table.schema)
         return fields, encode_rows(table, fields, int64_timestamps)
+
+
+class _RecordingHandler(pafs.FileSystemHandler):
+    """An in-memory file system that remembers which files were opened for reading."""
+
+    def __init__(self) -> None:
+        self.inner = pafs._MockFileSystem()
+        self.opened: list[str] = []
+
+    def get_type_name(self) -> str:
+        return "recording"
+
+    def normalize_path(self, path: str) -> str:
+        return path
+
+    def equals(self, other: Any) -> bool:
+        return other is self
+
+    def get_file_info(self, paths: Any) -> Any:
+        return self.inner.get_file_info(paths)
+
+    def get_file_info_selector(self, selector: Any) -> Any:
+        return self.inner.get_file_info(selector)
+
+    def create_dir(self, path: str, recursive: bool) -> None:
+        self.inner.create_dir(path, recursive=recursive)
+
+    def delete_dir(self, path: str) -> None:
+        self.inner.delete_dir(path)
+
+    def delete_dir_contents(self, path: str, missing_dir_ok: bool = False) -> None:
+        self.inner.delete_dir_contents(path, missing_dir_ok=missing_dir_ok)
+
+    def delete_root_dir_contents(self) -> None:
+        self.inner.delete_dir_contents("", accept_root_dir=True)
+
+    def delete_file(self, path: str) -> None:
+        self.inner.delete_file(path)
+
+    def move(self, src: str, dest: str) -> None:
+        self.inner.move(src, dest)
+
+    def copy_file(self, src: str, dest: str) -> None:
+        self.inner.copy_file(src, dest)
+
+    def open_input_stream(self, path: str) -> Any:
+        self.opened.append(path)
+        return self.inner.open_input_stream(path)
+
+    def open_input_file(self, path: str) -> Any:
+        self.opened.append(path)
+        return self.inner.open_input_file(path)
+
+    def open_output_stream(self, path: str, metadata: Any) -> Any:
+        return self.inner.open_output_stream(path, metadata=metadata)
+
+    def open_append_stream(self, path: str, metadata: Any) -> Any:
+        return self.inner.open_append_stream(path, metadata=metadata)
+
+
+class _RecordingFiles:
+    """Partitions as one Parquet file each, in a recording file system: an Arrow dataset whose
+    files are guaranteed to hold one day each, so only the partitions a query's filters reach
+    are opened, as BigQuery prunes them."""
+
+    def __init__(self) -> None:
+        self.handler = _RecordingHandler()
+        self.fs = pafs.PyFileSystem(self.handler)
+
+    def dataset(self, source: str, schema: pa.Schema, field: str, parts: dict[str, pa.Table]) -> Any:
+        if not parts:
+            return schema.empty_table()
+        self.fs.create_dir(source)
+        paths, guarantees = [], []
+        for pid, rows in sorted(parts.items()):
+            path = f"{source}/{pid}.parquet"
+            pq.write_table(rows, path, filesystem=self.fs)
+            paths.append(path)
+            if pid == "__NULL__":
+                guarantees.append(pc.field(field).is_null())
+            else:
+                day = dt.datetime.strptime(pid, "%Y%m%d").date()
+                guarantees.append(pc.field(field) == pa.scalar(day, pa.date32()))
+        return pads.FileSystemDataset.from_paths(
+            paths, schema=schema, format=pads.ParquetFileFormat(), filesystem=self.fs,
+            partitions=guarantees,
+        )
 
 
 def _q(name: str) -> str:

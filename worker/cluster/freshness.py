@@ -1,6 +1,8 @@
 """How old each dataset's newest row is, and the alert when it is older than it should be.
 
-The newest row is looked for in the last few stored days (never a scan of all history). A
+The newest row is found however old it is, without scanning history: the sink names its newest
+stored day (the local manifest, BigQuery's coverage table) and that day's bounds (local) or rows
+(BigQuery, one free partition read) give the newest instant. A
 realtime dataset is polled every few minutes, so its catalog ``freshness`` is the threshold; a
 dataset only the daily sweep refreshes cannot be fresher than a day, so a day is added to its
 threshold. An alert is raised once when a dataset goes stale and once when it recovers (the
@@ -30,7 +32,7 @@ log = logging.getLogger(__name__)
 
 STATE_KEY = KEY_PREFIX + "freshness"
 IRIS_SILENCE_KEY = KEY_PREFIX + "iris-silence-alerted"
-# Days searched backwards from today for the newest row.
+# Kept for callers that named it; the newest row is no longer searched for in a few days only.
 SEARCH_DAYS = 3
 SWEEP_CADENCE = dt.timedelta(days=1)
 
@@ -84,19 +86,23 @@ def newest_instant(dataset: Dataset, table: pa.Table, day: dt.date) -> dt.dateti
     return day_window_utc(day)[0]
 
 
-def newest_row(sink: Sink, dataset: Dataset, today: dt.date) -> dt.datetime | None:
-    """Newest row instant within the last :data:`SEARCH_DAYS` stored days."""
-    newest: dt.datetime | None = None
-    for back in range(SEARCH_DAYS):
-        day = today - dt.timedelta(days=back)
+def newest_row(sink: Sink, dataset: Dataset, today: dt.date | None = None) -> dt.datetime | None:
+    """Newest row instant of the dataset's newest stored day, however old (``today`` unused)."""
+    day = sink.newest_day(dataset)
+    if day is None:
+        return None
+    bounds = sink.day_bounds(dataset, day)
+    if bounds is None:
         table = sink.read_day(dataset, day)
-        if table is not None:
-            instant = newest_instant(dataset, table, day)
-            if instant and (newest is None or instant > newest):
-                newest = instant
-        if newest is not None and back >= 1:
-            break  # a later day's rows are always newer than an earlier day's
-    return newest
+        return None if table is None else newest_instant(dataset, table, day)
+    if dataset.time_field and dataset.time_field in bounds:
+        newest = bounds[dataset.time_field][1]
+        return newest.astimezone(dt.UTC) if isinstance(newest, dt.datetime) else None
+    if dataset.period_field and dataset.period_field in bounds:
+        period = bounds[dataset.period_field][1]
+        if isinstance(period, int) and period:
+            return day_window_utc(day)[0] + (period - 1) * PERIOD
+    return day_window_utc(day)[0]
 
 
 def assess(sink: Sink, datasets: list[Dataset], now: dt.datetime | None = None) -> list[Freshness]:
@@ -120,7 +126,7 @@ def record_and_alert(
             age = (
                 f"{result.age.total_seconds() / 60:.0f} min old"
                 if result.age
-                else "no rows in the last 3 days"
+                else "no rows stored"
             )
             message = (
                 f"{result.dataset} is stale: newest row {age} "

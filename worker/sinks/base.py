@@ -78,6 +78,16 @@ class Sink(abc.ABC):
         returns the days pruned (retention, ``BMRS_IRIS_RETENTION_DAYS``)."""
         raise NotImplementedError(f"{self.name} sink does not prune IRIS stream rows yet")
 
+    def newest_day(self, dataset: Dataset) -> dt.date | None:
+        """The last day that holds rows, however old, without reading the history (freshness
+        reports the newest row and its age even when it is years old)."""
+        raise NotImplementedError(f"{self.name} sink does not report its newest day")
+
+    def day_bounds(self, dataset: Dataset, day: dt.date) -> dict[str, tuple[object, object]] | None:
+        """Per day column (time, period...) the day's (min, max), where the sink keeps them
+        without reading the day; None where it does not (the caller reads the day)."""
+        return None
+
     def vacuum(self) -> int:
         """Reclaim storage a sink keeps only for readers' sake (superseded files); how many
         items were removed. Sinks that replace partitions in place have nothing to do."""

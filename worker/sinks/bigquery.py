@@ -487,6 +487,17 @@ class BigQueryWarehouse(Sink):
         records = (coverage_from_row(row) for row in found.to_pylist())
         return {c.date: c for c in records if c.date in wanted}
 
+    def newest_day(self, dataset: Dataset) -> dt.date | None:
+        """From the coverage table (one row per day, a few KB), never the data tables."""
+        if not self._exists(f"{dataset.table}_coverage"):
+            return None
+        found = self._query(
+            f"SELECT MAX(date) AS newest FROM {self.dialect.relation(dataset.table + '_coverage')} "
+            "WHERE `rows` > 0"
+        )
+        newest = found.column("newest")[0].as_py() if found.num_rows else None
+        return newest if isinstance(newest, dt.date) else None
+
     def write_coverage(self, coverage: Coverage) -> None:
         dataset = get(coverage.dataset)
         self.ensure(dataset)

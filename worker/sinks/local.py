@@ -215,6 +215,15 @@ class LocalWarehouse(Sink):
         days = [day for day, entry in self.manifest(dataset).items() if entry["rows"]]
         return max(days) if days else None
 
+    def day_bounds(self, dataset: Dataset, day: dt.date) -> dict[str, tuple[object, object]] | None:
+        entry = self.manifest(dataset).get(day)
+        if entry is None:
+            return None
+        return {
+            column: (bound_value(dataset, column, low), bound_value(dataset, column, high))
+            for column, (low, high, _) in entry["bounds"].items()
+        }
+
     def vacuum(self) -> int:
         """Repair each manifest from a listing, then delete every superseded day file past its
         grace time; returns how many files went."""

@@ -160,6 +160,32 @@ class BigQueryDialect(Dialect):
     def union_all(self, dataset: Dataset, first: str, second: str) -> str:
         return f"({first}) UNION ALL ({second})"
 
+    def unified_sql(
+        self, dataset: Dataset, api: str, stream: str, api_match: str | None = None
+    ) -> str:
+        """The same rows as :meth:`Dialect.unified_sql`, written as windows over the union of
+        both tables: BigQuery prunes partitions only by filters it can push down, and an
+        anti-join's inner side takes none, so ``NOT EXISTS`` would bill the whole API table.
+        Every window here is partitioned by ``_day`` where a key and version live in one day,
+        so a day filter reaches both tables' partitions."""
+        keys = list(dataset.natural_key)
+        if dataset.version_field:
+            keys.append(dataset.version_field)
+        day = ["_day"] if key_within_day(dataset) or dataset.version_field else []
+        q = self.quote
+        match = ", ".join(q(k) for k in dict.fromkeys([*day, *window_keys(dataset, keys)]))
+        identity_keys = [*day, *window_keys(dataset, keys), "_from_stream"]
+        if not dataset.version_field:
+            identity_keys.append("_hash_key")
+        identity = ", ".join(q(k) for k in dict.fromkeys(identity_keys))
+        columns = self.columns(dataset)
+        return (
+            f"SELECT * EXCEPT (_from_stream) FROM (SELECT {columns}, 0 AS _from_stream FROM {api} "
+            f"UNION ALL SELECT {columns}, 1 AS _from_stream FROM {stream}) WHERE TRUE "
+            f"QUALIFY _from_stream = 0 OR (COUNTIF(_from_stream = 0) OVER (PARTITION BY {match}) = 0 "
+            f"AND row_number() OVER (PARTITION BY {identity} ORDER BY _ingested_utc, _hash_key) = 1)"
+        )
+
     def base_sql(self, dataset: Dataset, api: str) -> str:
         # BigQuery prunes partitions only on the partitioning column: where the settlement
         # date is the partition day, the view reads it from _day, so filters on it prune too.

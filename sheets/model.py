@@ -369,16 +369,18 @@ def price_note(row: Row) -> str | None:
 def robust_bounds(values: Sequence[float], pad: float = 0.1) -> tuple[float, float, list[float]]:
     """Axis bounds that the bulk of the values fill, and the values outside them (spikes).
 
-    Tukey's far-out fences (3 x IQR beyond the quartiles) decide what is a spike; the axis
-    spans the rest, padded, so a £1,000 period does not flatten a £40-150 day.
+    Tukey's far-out fences (3 x IQR beyond the quartiles, and at least the median's size
+    beyond them) decide what is a spike; the axis spans the rest, padded, so a £1,000 period
+    does not flatten a £40-150 day.
     """
     if not values:
         return 0.0, 1.0, []
     ordered = sorted(values)
     if len(ordered) >= 4:
-        q1, _, q3 = statistics.quantiles(ordered, n=4)
-        iqr = q3 - q1
-        low_fence, high_fence = q1 - 3 * iqr, q3 + 3 * iqr
+        q1, median, q3 = statistics.quantiles(ordered, n=4)
+        # At least the median's size too: on flat days (IQR ~ 0) a £1 rise is no spike.
+        reach = max(3 * (q3 - q1), abs(median))
+        low_fence, high_fence = q1 - reach, q3 + reach
     else:
         low_fence, high_fence = ordered[0], ordered[-1]
     inside = [v for v in ordered if low_fence <= v <= high_fence] or ordered
@@ -1196,7 +1198,8 @@ def _prices_tab(snapshot: Snapshot, series: list[Series]) -> Tab:
         "£/MWh", size=(720, 340), y_bounds=(low, high), colors=("#5B9BD5", "#C00000"),
         x_format="d mmm", x_interval=3))
     tab.put(history_row + n_days, 0, Cell(
-        f"Spikes: days whose spread is far outside the rest (beyond 3 x IQR) are drawn in red "
+        f"Spikes: days whose spread is far above the rest (3 x IQR and the median beyond the "
+        f"upper quartile) are drawn in red "
         f"at the axis top ({high:,.0f}); their real spread is in column B." if spikes else
         "No spikes: every day's spread is on the chart's scale.", "muted"))
     return tab

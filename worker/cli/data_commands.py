@@ -10,6 +10,7 @@ import json
 import sys
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import click
 import duckdb
@@ -17,10 +18,18 @@ import orjson
 import pyarrow as pa
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
+from rich.table import Column, Table
 
 from worker import warehouse
 from worker.elexon import catalog
+from worker.cli.output import (
+    coverage_ranges,
+    plain,
+    query_error_text,
+    range_line,
+    resolve_zone,
+    time_zone_options,
+)
 from worker.cli.app import (
     UserError,
     check_earliest,
@@ -168,13 +177,19 @@ def inspect_command(
 @click.option(
     "--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True
 )
-def query_command(sql: str, fmt: str) -> None:
-    """Run SQL over the warehouse views (<code>, <code>_latest), e.g. SELECT count(*) FROM fuelinst."""
+@time_zone_options
+def query_command(sql: str, fmt: str, tz_name: str | None, local: bool) -> None:
+    """Run SQL over the warehouse views (<code>, <code>_latest), e.g. SELECT count(*) FROM fuelinst.
+
+    Instants print in UTC with Z (or in --tz / --local time with their offset); times without
+    a time zone (e.g. AT TIME ZONE results) print as they are, without Z.
+    """
+    zone = resolve_zone(tz_name, local)
     try:
         result = warehouse.query(sql)
     except (duckdb.Error, QueryError) as exc:
-        raise UserError(f"query failed: {str(exc).splitlines()[0]}") from None
-    rows = rows_as_json(result)
+        raise UserError(f"query failed: {query_error_text(exc)}") from None
+    rows = rows_as_json(result, zone)
     if fmt == "json":
         _emit_json(rows)
     elif fmt == "csv":
@@ -184,32 +199,16 @@ def query_command(sql: str, fmt: str) -> None:
         writer.writerows({k: "" if v is None else v for k, v in row.items()} for row in rows)
         click.echo(out.getvalue(), nl=False)
     else:
-        table = Table(*result.column_names)
+        table = Table(*(Column(name, overflow="fold") for name in result.column_names))
         for row in rows:
             table.add_row(*("" if v is None else str(v) for v in row.values()))
         Console().print(table)
 
 
-def rows_as_json(table: pa.Table) -> list[dict[str, Any]]:
-    """Rows as plain objects: timestamps ISO-8601 UTC with ``Z``, dates ISO, nulls as None."""
-    return [{k: _plain(v) for k, v in row.items()} for row in table.to_pylist()]
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, dt.datetime):
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=dt.timezone.utc)
-        text = value.astimezone(dt.timezone.utc).isoformat(timespec="microseconds")
-        return text.replace("+00:00", "Z").replace(".000000Z", "Z")
-    if isinstance(value, dt.date):
-        return value.isoformat()
-    if isinstance(value, decimal.Decimal):
-        return float(value)
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    return value
+def rows_as_json(table: pa.Table, zone: ZoneInfo | None = None) -> list[dict[str, Any]]:
+    """Rows as plain objects: instants ISO-8601 UTC with ``Z`` (or in ``zone``), naive times
+    without ``Z``, dates ISO, nulls as None (see :mod:`worker.cli.output`)."""
+    return [{k: plain(v, zone) for k, v in row.items()} for row in table.to_pylist()]
 
 
 @main.command("gaps")
@@ -239,8 +238,9 @@ def gaps_command(start: str, end: str, codes: tuple[str, ...], as_json: bool, fi
         counts = {s: sum(1 for c in mine if c.status == s) for s in ("complete", "partial", "empty", "failed", "missing")}
         summary.add_row(d.code, *(str(v) for v in counts.values()), str(sum(c.rows for c in mine)))
     console.print(summary)
-    problems = [c for c in entries if c.status != "complete"]
-    for cov in problems[:200]:
-        console.print(f"{cov.dataset} {cov.date}: {cov.status}" + (f" ({cov.reason})" if cov.reason else ""))
+    # One line per run of days with the same status: a never-fetched year is one line.
+    problems = coverage_ranges(c for c in entries if c.status != "complete")
+    for span in problems[:200]:
+        console.print(range_line(*span), highlight=False)
     if len(problems) > 200:
-        console.print(f"... and {len(problems) - 200} more (use --json for all)")
+        console.print(f"... and {len(problems) - 200} more ranges (use --json for every day)")

@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import difflib
 import itertools
+import re
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import click
 
+from worker.elexon import catalog
 from worker.elexon.coverage import Coverage
 
 LOCAL_ZONE = "Europe/London"
@@ -80,10 +83,30 @@ def plain(value: Any, zone: ZoneInfo | None = None) -> Any:
     return value
 
 
-def query_error_text(exc: BaseException) -> str:
+MISSING_TABLE = re.compile(r"Table with name (\S+) does not exist", re.IGNORECASE)
+
+
+def view_names() -> list[str]:
+    """Every view a query may name: ``<code>``, ``<code>_latest``, ``<code>_unified``."""
+    return [f"{d.table}{suffix}" for d in catalog.DATASETS for suffix in ("", "_latest", "_unified")]
+
+
+def query_error_text(exc: BaseException, views: Iterable[str] | None = None) -> str:
     """The engine's whole message, hints included ("Did you mean ...", "Candidate bindings",
-    the LINE marker of a syntax error), with blank lines dropped."""
+    the LINE marker of a syntax error), with blank lines dropped.
+
+    The warehouse binds only the views a statement names, so for a misspelt view DuckDB can
+    only suggest its own tables (``duckdb_tables``): the hint then names the closest view.
+    """
     lines = [line.rstrip() for line in str(exc).splitlines() if line.strip()]
+    missing = MISSING_TABLE.search(str(exc))
+    if missing:
+        names = list(views) if views is not None else view_names()
+        close = difflib.get_close_matches(missing.group(1).strip('"').lower(), names, n=3,
+                                          cutoff=0.6)
+        if close:
+            lines = [line for line in lines if not line.startswith("Did you mean")]
+            lines.append("Did you mean " + " or ".join(f'"{name}"' for name in close) + "?")
     return "\n".join(lines)
 
 

@@ -7,6 +7,7 @@ pytest_plugins = [
     "tests.support.servicebus",
     "tests.support.fake_sheets",
     "tests.support.simulator",
+    "tests.support.replay",
     "tests.support.fake_bigquery",
     "tests.support.cluster",
 ]

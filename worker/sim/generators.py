@@ -820,6 +820,8 @@ class Remit(Generator):
     code = "REMIT"
     value_fields = ("availableCapacity", "unavailableCapacity")
     omits_nulls = True
+    # A real stream answer lists the newest publication first.
+    descending = True
 
     def generate(self, bucket: Bucket) -> list[Row]:
         rng = bucket.rng
@@ -834,7 +836,6 @@ class Remit(Generator):
             revised.add(origin)
             published = bucket.start + dt.timedelta(seconds=rng.randint(0, 1799))
             rows.append(self._notice(origin, bucket.index - origin[0] + 1, published, rng))
-        rows.sort(key=lambda row: row["publishTime"])
         return rows
 
     def _notice(

@@ -30,6 +30,7 @@ import datetime as dt
 from collections.abc import Sequence
 
 from worker.elexon.catalog import Dataset
+from worker.sinks.resolved_limits import is_resolved, resolved_latest_sql
 
 
 class Dialect(abc.ABC):
@@ -57,6 +58,9 @@ class Dialect(abc.ABC):
         The per-dataset hook for ``<code>_latest``: a dataset whose newest rows follow another
         rule overrides it here, and both sinks (views, and anything materialised) follow.
         """
+        if is_resolved(dataset):
+            # MELS/MILS: the limit in force per unit and instant (worker.sinks.resolved_limits).
+            return resolved_latest_sql(self, dataset, source)
         keys = ", ".join(self.quote(k) for k in window_keys(dataset, dataset.natural_key))
         order = (
             [f"{self.quote(dataset.version_field)} DESC NULLS LAST"] if dataset.version_field else []

@@ -1,0 +1,105 @@
+"""``mels_latest`` / ``mils_latest``: the limit in force for a unit at an instant, resolved.
+
+Elexon builds the MEL/MIL position a unit is held to by laying declarations over each other
+(insights-docs ``docs/mil_mel_resolution.md``): a declaration is newer when its
+``notificationSequence`` is greater, or equal with a later ``notificationTime``; a newer one
+overwrites the older ones over its own time span only, so older segments are truncated or
+split ("re-timed"), and their ``levelFrom``/``levelTo`` are kept as declared, never
+interpolated. The API serves that resolved view as it stood when asked, and IRIS sends the raw
+declarations. Stored rows therefore hold, for one unit, segments from several answers (an
+11:00-11:30 segment, then after a re-declaration 11:00-11:20 and 11:20-11:30): keyed on
+(unit, timeFrom), a "newest per key" view would keep the stale 11:00-11:30 beside the new
+11:20-11:30 segment, two limits for one instant.
+
+So for these datasets ``<code>_latest`` repeats Elexon's resolution over every stored row
+(resolved answers and raw declarations alike, since a resolved segment carries its source
+declaration's sequence and time): the unit's timeline is cut at every stored segment's
+``timeFrom`` and ``timeTo``; each piece takes the newest declaration covering it (sequence,
+then notification time, then the newest ingestion); consecutive pieces won by the same stored
+row join again. The result has exactly one segment per unit and instant. Done in the view
+rather than at load time so that it also holds across sources (API and IRIS), across loads
+arriving out of order, and needs no rewrite of stored days.
+
+Resolution runs per unit within a settlement day (the API splits declarations at period
+boundaries, and a day's rows are stored together), so a filter on the day prunes as for the
+other views. A zero-length segment (``timeFrom == timeTo``) holds no instant and is dropped.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from worker.elexon.catalog import Dataset
+
+if TYPE_CHECKING:
+    from worker.sinks.sql_dialect import Dialect
+
+# Datasets whose ``_latest`` is the resolved position, not the newest row per natural key.
+RESOLVED_CODES = frozenset({"MELS", "MILS"})
+
+UNIT = "nationalGridBmUnit"
+
+
+def is_resolved(dataset: Dataset) -> bool:
+    return dataset.code in RESOLVED_CODES
+
+
+def resolved_latest_sql(dialect: Dialect, dataset: Dataset, source: str) -> str:
+    """SELECT of the resolved segments over ``source`` (the dataset's stored rows), with the
+    stored rows' columns in their order; ``timeFrom``/``timeTo`` are the resolved times."""
+    q = dialect.quote
+    unit, start, end = q(UNIT), q("timeFrom"), q("timeTo")
+    per_unit = f"_day, {unit}"
+    newest = (
+        f"s.{q('notificationSequence')} DESC NULLS LAST, s.{q('notificationTime')} DESC NULLS LAST, "
+        "s._ingested_utc DESC, s._hash_key"
+    )
+    qualify = dialect.qualify_prefix
+    columns = [field.name for field in dataset.storage_schema]
+    carried = ", ".join(
+        f"island_from AS {start}" if name == "timeFrom"
+        else f"island_to AS {end}" if name == "timeTo"
+        else q(name)
+        for name in columns
+    )
+    stored = ", ".join(f"s.{q(name)}" for name in columns)
+    return f"""
+WITH edges AS (
+  SELECT _day, {unit}, {start} AS edge FROM {source}
+  UNION DISTINCT
+  SELECT _day, {unit}, {end} AS edge FROM {source}
+),
+pieces AS (
+  SELECT _day, {unit}, edge AS piece_from,
+    LEAD(edge) OVER (PARTITION BY {per_unit} ORDER BY edge) AS piece_to
+  FROM edges
+),
+winners AS (
+  SELECT p.piece_from, p.piece_to, {stored}
+  FROM pieces p JOIN {source} s
+    ON s._day = p._day AND s.{unit} = p.{unit}
+    AND s.{start} <= p.piece_from AND s.{end} >= p.piece_to
+  WHERE p.piece_to IS NOT NULL
+  QUALIFY row_number() OVER (
+    PARTITION BY p._day, p.{unit}, p.piece_from ORDER BY {newest}) = 1
+),
+marked AS (
+  SELECT *, CASE WHEN
+      LAG(_hash_key) OVER (PARTITION BY {per_unit} ORDER BY piece_from) = _hash_key
+      AND LAG(piece_to) OVER (PARTITION BY {per_unit} ORDER BY piece_from) = piece_from
+    THEN 0 ELSE 1 END AS opens
+  FROM winners
+),
+islands AS (
+  SELECT *, SUM(opens) OVER (
+    PARTITION BY {per_unit} ORDER BY piece_from ROWS UNBOUNDED PRECEDING) AS island
+  FROM marked
+),
+spans AS (
+  SELECT *,
+    MIN(piece_from) OVER (PARTITION BY {per_unit}, island) AS island_from,
+    MAX(piece_to) OVER (PARTITION BY {per_unit}, island) AS island_to
+  FROM islands{qualify}
+  QUALIFY row_number() OVER (PARTITION BY {per_unit}, island ORDER BY piece_from) = 1
+)
+SELECT {carried} FROM spans""".strip()

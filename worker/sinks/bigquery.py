@@ -49,6 +49,7 @@ from worker.settings import Settings
 from worker.elexon.settlement import current_settlement_day
 from worker.sinks.base import QueryError, Sink, SinkConfigError
 from worker.sinks.quota import LoadClass, LoadLedger, load_class_of
+from worker.sinks.resolved_limits import is_resolved
 from worker.sinks.sql_dialect import BigQueryDialect, date_literal
 
 log = logging.getLogger(__name__)
@@ -368,7 +369,9 @@ class BigQueryWarehouse(Sink):
         )
         view_notes = {
             t: f"{dataset.code}: every stored version of every row (API history)",
-            f"{t}_latest": f"{dataset.code}: newest version per natural key",
+            f"{t}_latest": f"{dataset.code}: "
+            + ("the resolved limit per unit and instant" if is_resolved(dataset)
+               else "newest version per natural key"),
             f"{t}_unified": f"{dataset.code}: API rows plus IRIS rows the API has not delivered yet",
         }
         for name, sql in views.items():

@@ -29,7 +29,6 @@ from sheets.queries import (
     FREQUENCY_SPAN, HEALTH_DAYS, MID_PROVIDER, OUTAGE_MIN_MW, OUTAGE_ROWS, SPREAD_DAYS, Row, Snapshot,
 )
 from worker.elexon import catalog
-from worker.cluster.freshness import SEARCH_DAYS
 from worker.elexon.settlement import LONDON, period_of, period_start, periods_in_day
 
 Value = float | int | str | dt.datetime | dt.date | None
@@ -448,7 +447,8 @@ def staleness_warnings(snapshot: Snapshot) -> list[str]:
         known = snapshot.freshness.get(code)
         newest = known.newest_utc if known else None
         if newest is None:
-            warnings.append(f"No {code} data in the last {SEARCH_DAYS} days")
+            warnings.append(f"No {code} data published by "
+                            f"{london(snapshot.now):%Y-%m-%d %H:%M}")
         elif snapshot.now - newest > STALE_AFTER:
             warnings.append(
                 f"{code} data is {age_text(snapshot.now - newest)} old "
@@ -1263,8 +1263,8 @@ def _health_tab(snapshot: Snapshot) -> Tab:
         known = snapshot.freshness[dataset.code]
         records = snapshot.coverage.get(dataset.code, [])
         if known.newest_utc is None:
-            fresh = [missing(f"no {dataset.code} rows in the last {SEARCH_DAYS} days",
-                             "datetime"), Cell(None), Cell("no data", "warning_center")]
+            fresh = [missing(f"no {dataset.code} rows published by "
+                             f"{london(snapshot.now):%Y-%m-%d %H:%M}", "datetime"), Cell(None), Cell("no data", "warning_center")]
         else:
             fresh = [Cell(london(known.newest_utc), "datetime"),
                      Cell(age_text(snapshot.now - known.newest_utc), "text_num"),

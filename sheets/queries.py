@@ -284,17 +284,26 @@ def freshness_as_of(
 
 
 def _newest_published(sink: Sink, dataset: catalog.Dataset, now: dt.datetime) -> dt.datetime | None:
-    """Newest instant (the dataset's time field) of a row published by ``now``, in the
-    :data:`AS_OF_SEARCH_DAYS` days before it."""
+    """Newest instant (the dataset's time field) of a row published by ``now``.
+
+    Looks in the :data:`AS_OF_SEARCH_DAYS` days before ``now`` first (what a recent as-of time
+    needs); only if those hold nothing, in every earlier day, so the age is right however old.
+    """
     field = dataset.time_field
     if field is None:
         return None
     today = local_date(now)
-    rows = _rows(sink, f"""
+    cut = f"{cut_condition(dataset, now)} AND {field} <= {timestamp_literal(now)}"
+    recent = f"""
         SELECT MAX({field}) AS newest FROM {dataset.table}
         WHERE _day BETWEEN {date_literal(today - dt.timedelta(days=AS_OF_SEARCH_DAYS))}
-                       AND {date_literal(today + dt.timedelta(days=1))}
-          AND {cut_condition(dataset, now)} AND {field} <= {timestamp_literal(now)}""")
+                       AND {date_literal(today + dt.timedelta(days=1))} AND {cut}"""
+    rows = _rows(sink, recent)
+    if rows and rows[0]["newest"] is not None:
+        return rows[0]["newest"]
+    rows = _rows(sink, f"""
+        SELECT MAX({field}) AS newest FROM {dataset.table}
+        WHERE _day < {date_literal(today - dt.timedelta(days=AS_OF_SEARCH_DAYS))} AND {cut}""")
     return rows[0]["newest"] if rows else None
 
 

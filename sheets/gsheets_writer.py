@@ -1,7 +1,8 @@
 """The dashboard into a Google Sheet, with the real ``gspread`` client.
 
 A refresh is three HTTP calls: read the spreadsheet's tab list, one ``spreadsheets:batchUpdate``
-(create missing tabs, then formats and notes of the owned blocks), and one
+(create missing tabs, then formats and notes of the owned blocks, then the native charts,
+replacing the previous refresh's), and one
 ``values:batchUpdate`` (every owned block's values). Each tab of the dashboard owns the block
 from A1 that :class:`~sheets.model.Tab` declares; the writer never sends a range outside one,
 so other tabs, and cells beside a block, stay as their owners left them. A whole block is
@@ -27,7 +28,7 @@ from google.auth.transport.requests import AuthorizedSession
 from google.oauth2 import service_account
 from urllib3.util.retry import Retry
 
-from sheets.model import STYLES, Cell, Dashboard, Tab, london
+from sheets.model import STYLES, Cell, Chart, Dashboard, Range, Tab, london
 
 log = logging.getLogger(__name__)
 
@@ -111,8 +112,9 @@ def write_dashboard(
     http = gspread.Client(auth=None, session=session).http_client  # type: ignore[arg-type]
     who = _account(session)
     metadata = _call(http.fetch_sheet_metadata, "read the tab list", spreadsheet_id, who,
-                     spreadsheet_id, params={"includeGridData": "false",
-                                             "fields": "spreadsheetId,sheets.properties"})
+                     spreadsheet_id, params={
+                         "includeGridData": "false",
+                         "fields": "spreadsheetId,sheets.properties,sheets.charts.chartId"})
     existing = {s["properties"]["title"]: s["properties"] for s in metadata.get("sheets", [])}
     used_ids = {p["sheetId"] for p in existing.values()}
     requests_: list[dict[str, Any]] = []
@@ -131,6 +133,14 @@ def write_dashboard(
             requests_ += _add_sheet(tab, sheet_id)
     for tab in dashboard.tabs:
         requests_.append(_formats_and_notes(tab, sheet_ids[tab.name]))
+    # Our charts are replaced whole each refresh (their ids are stable per tab and position);
+    # charts someone else added keep their own ids and are left alone.
+    ours = {chart_id(tab.name, index) for tab in dashboard.tabs for index in range(len(tab.charts))}
+    present = {c["chartId"] for s in metadata.get("sheets", []) for c in s.get("charts", [])}
+    requests_ += [{"deleteEmbeddedObject": {"objectId": i}} for i in sorted(ours & present)]
+    for tab in dashboard.tabs:
+        requests_ += [_add_chart(tab.name, index, chart, sheet_ids)
+                      for index, chart in enumerate(tab.charts)]
     _call(http.batch_update, "update formats and notes", spreadsheet_id, who,
           spreadsheet_id, {"requests": requests_})
     data = [
@@ -207,6 +217,67 @@ def _add_sheet(tab: Tab, sheet_id: int) -> list[dict[str, Any]]:
         for col, width in enumerate(tab.col_widths[: tab.cols])
     ]
     return [add, *widths]
+
+
+def chart_id(tab: str, index: int) -> int:
+    """A stable id for the tab's n-th chart, so the next refresh finds and replaces it."""
+    return zlib.crc32(f"chart:{tab}:{index}".encode()) % 2_000_000_000 + 1
+
+
+CHART_TYPES = {"line": "LINE", "column": "COLUMN", "bar": "BAR"}
+
+
+def _grid(cells: Range, sheet_ids: dict[str, int], *, header: bool = True) -> dict[str, Any]:
+    """A GridRange; with ``header``, one row more above: the title row names the series."""
+    return {"sheetId": sheet_ids[cells.tab],
+            "startRowIndex": cells.first_row - (1 if header else 0),
+            "endRowIndex": cells.last_row + 1,
+            "startColumnIndex": cells.first_col, "endColumnIndex": cells.last_col + 1}
+
+
+def _add_chart(tab: str, index: int, chart: Chart, sheet_ids: dict[str, int]) -> dict[str, Any]:
+    """The Sheets twin of the workbook's chart: same type, ranges, axis bounds and colours.
+
+    Every chart's ranges have their heading in the row above, so ``headerCount: 1`` names
+    the series in the legend as the workbook's series names do.
+    """
+    value_axis: dict[str, Any] = {"position": "LEFT_AXIS" if chart.kind != "bar"
+                                  else "BOTTOM_AXIS", "title": chart.y_title}
+    if chart.y_bounds is not None:
+        value_axis["viewWindowOptions"] = {"viewWindowMode": "EXPLICIT",
+                                           "viewWindowMin": chart.y_bounds[0],
+                                           "viewWindowMax": chart.y_bounds[1]}
+    series = []
+    for number, (_, values) in enumerate(chart.series):
+        item: dict[str, Any] = {
+            "series": {"sourceRange": {"sources": [_grid(values, sheet_ids)]}},
+            "targetAxis": value_axis["position"],
+        }
+        colour = chart.colors[number] if number < len(chart.colors) else None
+        if colour:
+            item["colorStyle"] = {"rgbColor": _rgb(colour)}
+        series.append(item)
+    basic: dict[str, Any] = {
+        "chartType": CHART_TYPES[chart.kind],
+        "legendPosition": "BOTTOM_LEGEND" if chart.kind != "bar" else "NO_LEGEND",
+        "axis": [value_axis],
+        "domains": [{"domain": {"sourceRange": {"sources": [_grid(chart.categories, sheet_ids)]}},
+                     **({"reversed": True} if chart.kind == "bar" else {})}],
+        "series": series,
+        "headerCount": 1,
+    }
+    if chart.kind == "column":
+        basic["stackedType"] = "STACKED"  # a capped spike and its day share one column
+    width, height = chart.size
+    return {"addChart": {"chart": {
+        "chartId": chart_id(tab, index),
+        "spec": {"title": chart.title, "basicChart": basic,
+                 "fontName": "Arial", "hiddenDimensionStrategy": "SHOW_ALL"},
+        "position": {"overlayPosition": {
+            "anchorCell": {"sheetId": sheet_ids[tab], "rowIndex": chart.anchor[0],
+                           "columnIndex": chart.anchor[1]},
+            "widthPixels": width, "heightPixels": height}},
+    }}}
 
 
 def _grow_grid(tab: Tab, props: dict[str, Any]) -> list[dict[str, Any]]:

@@ -161,6 +161,17 @@ def test_refresh_is_one_values_and_one_format_batch_within_owned_ranges(
         if kind == "addSheet":
             assert spec["properties"]["title"] in blocks
             continue
+        if kind == "addChart":  # anchored in our tabs, drawing cells of our blocks
+            chart = spec["chart"]
+            assert chart["position"]["overlayPosition"]["anchorCell"]["sheetId"] in ours
+            basic = chart["spec"]["basicChart"]
+            for source in [d["domain"] for d in basic["domains"]] + [
+                    x["series"] for x in basic["series"]]:
+                grid = source["sourceRange"]["sources"][0]
+                tab = next(name for name, i in ids.items() if i == grid["sheetId"])
+                assert grid["endRowIndex"] <= blocks[tab][0]
+                assert grid["endColumnIndex"] <= blocks[tab][1]
+            continue
         grid = spec.get("range") or spec["properties"]
         assert grid["sheetId"] in ours
         if kind == "updateCells":
@@ -184,6 +195,18 @@ def test_refresh_is_one_values_and_one_format_batch_within_owned_ranges(
     freq_row = kpi_row(dashboard, "Frequency (latest sample)")
     assert (freq_row, 1) not in overview.values
     assert "no FREQ sample" in overview.notes[(freq_row, 1)]
+    # The workbook's native charts, as Sheets charts over the same cells, legend from the
+    # heading row above each range, the spread chart's fixed axis included.
+    prices_chart, = fake.sheet(PRICES).charts.values()
+    basic = prices_chart["spec"]["basicChart"]
+    (spread_chart,) = dashboard.tab(PRICES).charts
+    assert basic["chartType"] == "COLUMN" and basic["headerCount"] == 1
+    first_series = basic["series"][0]["series"]["sourceRange"]["sources"][0]
+    values = spread_chart.series[0][1]
+    assert (first_series["startRowIndex"], first_series["endRowIndex"]) == (
+        values.first_row - 1, values.last_row + 1)
+    assert basic["axis"][0]["viewWindowOptions"]["viewWindowMax"] == spread_chart.y_bounds[1]
+    assert len(fake.sheet(OVERVIEW).charts) == 2 and len(fake.sheet(FREQUENCY).charts) == 1
     generation = fake.sheet(GENERATION)
     wind = dashboard.find(GENERATION, "Wind")[0]
     assert generation.values[(wind, 4)].startswith('=SPARKLINE(0.')
@@ -196,12 +219,18 @@ def test_second_refresh_adds_no_tab_and_clears_notes_of_filled_cells(
     write_dashboard(dashboard, fake_sheets.spreadsheet_id, fake_sheets.session(), retry=FAST)
     overview = fake_sheets.sheet(OVERVIEW)
     overview.notes[(2, 1)] = "a note left from an old refresh"
+    overview.charts[12345] = {"chartId": 12345}  # an analyst's own chart
     before = len(fake_sheets.sheets)
     fake_sheets.requests.clear()
     write_dashboard(dashboard, fake_sheets.spreadsheet_id, fake_sheets.session(), retry=FAST)
     kinds = [next(iter(r)) for r in fake_sheets.calls("POST", ":batchUpdate")[0].body["requests"]]
     assert "addSheet" not in kinds and kinds.count("updateCells") == len(TAB_NAMES)
     assert len(fake_sheets.sheets) == before
+    # Charts are replaced, not piled up; a chart someone else added stays.
+    charts = sum(len(t.charts) for t in dashboard.tabs)
+    assert kinds.count("deleteEmbeddedObject") == charts == kinds.count("addChart")
+    assert sum(len(s.charts) for s in fake_sheets.sheets) == charts + 1
+    assert 12345 in fake_sheets.sheet(OVERVIEW).charts
     assert (2, 1) not in fake_sheets.sheet(OVERVIEW).notes
 
 

@@ -1,7 +1,8 @@
 """A local stand-in for the Google Sheets v4 REST API, enough for the real ``gspread`` client.
 
 It answers ``GET spreadsheets/{id}``, ``POST spreadsheets/{id}:batchUpdate`` (addSheet,
-updateCells, updateDimensionProperties, updateSheetProperties) and
+updateCells, updateDimensionProperties, updateSheetProperties, addChart,
+deleteEmbeddedObject) and
 ``POST spreadsheets/{id}/values:batchUpdate``, plus an OAuth token endpoint for service-account
 credentials. It keeps the spreadsheet's tabs and cells, validates ranges the way the real API
 does (unknown tab, outside the grid: 400), records every request, and can be told to answer
@@ -61,6 +62,7 @@ class Sheet:
     values: dict[tuple[int, int], Any] = dataclasses.field(default_factory=dict)
     formats: dict[tuple[int, int], Any] = dataclasses.field(default_factory=dict)
     notes: dict[tuple[int, int], str] = dataclasses.field(default_factory=dict)
+    charts: dict[int, dict[str, Any]] = dataclasses.field(default_factory=dict)  # id -> chart
 
     def properties(self, index: int) -> dict[str, Any]:
         return {
@@ -191,7 +193,9 @@ class FakeSheets:
                 "spreadsheetId": self.spreadsheet_id,
                 "properties": {"title": "Market dashboard", "locale": "en_GB",
                                "timeZone": "Europe/London"},
-                "sheets": [{"properties": s.properties(i)} for i, s in enumerate(self.sheets)],
+                "sheets": [{"properties": s.properties(i),
+                            **({"charts": list(s.charts.values())} if s.charts else {})}
+                           for i, s in enumerate(self.sheets)],
             }
         if method == "POST" and rest == ":batchUpdate":
             return 200, self._batch_update(body)
@@ -259,6 +263,30 @@ class FakeSheets:
                     grid = props.get("gridProperties", {})
                     sheet.rows = grid.get("rowCount", sheet.rows)
                     sheet.cols = grid.get("columnCount", sheet.cols)
+                    replies.append({})
+                elif kind == "addChart":
+                    chart = spec["chart"]
+                    chart_id = chart["chartId"]
+                    if any(chart_id in s.charts for s in self.sheets):
+                        raise ApiFault(400, f"{where}: object with id {chart_id} already exists",
+                                       "INVALID_ARGUMENT")
+                    anchor = chart["position"]["overlayPosition"]["anchorCell"]
+                    sheet = self._by_id(anchor["sheetId"])
+                    basic = chart["spec"]["basicChart"]
+                    sources = [d["domain"]["sourceRange"]["sources"] for d in basic["domains"]]
+                    sources += [s["series"]["sourceRange"]["sources"] for s in basic["series"]]
+                    for grid_range in (g for group in sources for g in group):
+                        self._check_grid(self._by_id(grid_range["sheetId"]),
+                                         grid_range["endRowIndex"], grid_range["endColumnIndex"],
+                                         where)
+                    sheet.charts[chart_id] = chart
+                    replies.append({"addChart": {"chart": chart}})
+                elif kind == "deleteEmbeddedObject":
+                    owner = next((s for s in self.sheets if spec["objectId"] in s.charts), None)
+                    if owner is None:
+                        raise ApiFault(400, f"{where}: No object with id: {spec['objectId']}",
+                                       "INVALID_ARGUMENT")
+                    del owner.charts[spec["objectId"]]
                     replies.append({})
                 else:
                     raise ApiFault(400, f"{where}: not supported by the fake", "INVALID_ARGUMENT")

@@ -152,3 +152,38 @@ def test_the_resolved_view_has_the_stored_columns_in_order(data_dir: Path, code:
     stored = warehouse.query(f"SELECT * FROM {dataset.table} LIMIT 0").column_names
     latest = warehouse.query(f"SELECT * FROM {dataset.table}_latest LIMIT 0").column_names
     assert latest == stored
+
+
+def test_a_day_filter_resolves_only_that_days_rows(data_dir: Path) -> None:
+    """The resolution runs per unit within a day, so a day filter reaches the scan: a query
+    of one day succeeds even when another day's file cannot be read."""
+    warehouse = LocalWarehouse(data_dir)
+    days = [DAY, DAY + dt.timedelta(days=1)]
+    for day in days:
+        rows = [{**declaration("09:00", "09:30", 50, 50, sequence=1),
+                 "settlementDate": day.isoformat(),
+                 "timeFrom": f"{day}T09:00:00Z", "timeTo": f"{day}T09:30:00Z"}]
+        with warehouse.chunk_lock(MELS, day):
+            warehouse.load_chunk(MELS, day, parse_rows(MELS, rows).table)
+    warehouse.current_files(MELS)[0].write_bytes(b"not parquet")  # the first day, unreadable
+    for column in ("_day", "settlementDate"):
+        sql = f"SELECT count(*) AS n FROM mels_latest WHERE {column} = DATE '{days[1]}'"
+        assert warehouse.query(sql).to_pylist() == [{"n": 1}], sql
+
+
+def test_bigquery_resolves_the_same_and_reads_only_the_days_partition(fake_bigquery) -> None:  # type: ignore[no-untyped-def]
+    from tests.test_bigquery_sink import load as bq_load
+    from tests.test_bigquery_sink import make_sink
+
+    sink = make_sink(fake_bigquery)
+    original = declaration("11:00", "11:30", 100, 40, sequence=1)
+    redeclared = declaration("11:20", "11:30", 60, 60, sequence=2, notified="2023-05-24T11:05:00Z")
+    bq_load(sink, MELS, DAY, parse_rows(MELS, [original]).table)
+    bq_load(sink, MELS, DAY, parse_rows(MELS, [redeclared]).table)
+    rows = sink.query(
+        "SELECT timeFrom, timeTo, levelFrom, levelTo FROM mels_latest "
+        f"WHERE _day = DATE '{DAY}' ORDER BY timeFrom"
+    ).to_pylist()
+    assert [(r["timeFrom"].strftime("%H:%M"), r["timeTo"].strftime("%H:%M"), r["levelFrom"],
+             r["levelTo"]) for r in rows] == [("11:00", "11:20", 100, 40), ("11:20", "11:30", 60, 60)]
+    assert fake_bigquery.partitions_read[-1] == {"mels_api": [DAY.strftime("%Y%m%d")]}

@@ -47,9 +47,15 @@ def is_resolved(dataset: Dataset) -> bool:
 def resolved_latest_sql(dialect: Dialect, dataset: Dataset, source: str) -> str:
     """SELECT of the resolved segments over ``source`` (the dataset's stored rows), with the
     stored rows' columns in their order; ``timeFrom``/``timeTo`` are the resolved times."""
+    from worker.sinks.sql_dialect import day_columns  # the dialect module imports this one
+
     q = dialect.quote
     unit, start, end = q(UNIT), q("timeFrom"), q("timeTo")
-    per_unit = f"_day, {unit}"
+    # The day columns lead every window and join, so a filter on any of them reaches the scan.
+    days = [q(name) for name in day_columns(dataset) or ["_day"]]
+    day_list = ", ".join(days)
+    per_unit = f"{day_list}, {unit}"
+    same_day = " AND ".join(f"s.{name} = p.{name}" for name in days)
     newest = (
         f"s.{q('notificationSequence')} DESC NULLS LAST, s.{q('notificationTime')} DESC NULLS LAST, "
         "s._ingested_utc DESC, s._hash_key"
@@ -65,23 +71,24 @@ def resolved_latest_sql(dialect: Dialect, dataset: Dataset, source: str) -> str:
     stored = ", ".join(f"s.{q(name)}" for name in columns)
     return f"""
 WITH edges AS (
-  SELECT _day, {unit}, {start} AS edge FROM {source}
+  SELECT {day_list}, {unit}, {start} AS edge FROM {source}
   UNION DISTINCT
-  SELECT _day, {unit}, {end} AS edge FROM {source}
+  SELECT {day_list}, {unit}, {end} AS edge FROM {source}
 ),
 pieces AS (
-  SELECT _day, {unit}, edge AS piece_from,
+  SELECT {day_list}, {unit}, edge AS piece_from,
     LEAD(edge) OVER (PARTITION BY {per_unit} ORDER BY edge) AS piece_to
   FROM edges
 ),
 winners AS (
   SELECT p.piece_from, p.piece_to, {stored}
   FROM pieces p JOIN {source} s
-    ON s._day = p._day AND s.{unit} = p.{unit}
+    ON {same_day} AND s.{unit} = p.{unit}
     AND s.{start} <= p.piece_from AND s.{end} >= p.piece_to
   WHERE p.piece_to IS NOT NULL
   QUALIFY row_number() OVER (
-    PARTITION BY p._day, p.{unit}, p.piece_from ORDER BY {newest}) = 1
+    PARTITION BY {", ".join(f"s.{name}" for name in days)}, s.{unit}, p.piece_from
+    ORDER BY {newest}) = 1
 ),
 marked AS (
   SELECT *, CASE WHEN

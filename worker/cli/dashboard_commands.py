@@ -23,7 +23,8 @@ from worker.settings import get_settings
 )
 @click.option(
     "--as-of", "as_of",
-    help="Show the market as of this instant (UTC, e.g. 2025-11-02T18:00:00Z); default now.",
+    help="Show the market as it was published by this instant (UTC, e.g. "
+    "2025-11-02T18:00:00Z): every dataset cut by its publish or measurement time; default now.",
 )
 def dashboard_command(out: Path | None, as_of: str | None) -> None:
     """Refresh the dashboard: the Google Sheet when BMRS_SHEETS_ID is set, else a workbook.

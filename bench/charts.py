@@ -155,6 +155,46 @@ def draw_memory(memory: dict[str, Any]) -> Path:
     return path
 
 
+HISTORY_COMMANDS = (
+    ("select_1", "select 1"),
+    ("fuelinst_latest_1_day", "fuelinst_latest, 1 day"),
+    ("bod_latest_1_day", "bod_latest, 1 day"),
+    ("disebsp_latest_30_days", "disebsp_latest, 30 days"),
+    ("gaps", "bmrs gaps (whole range)"),
+    ("status", "bmrs status"),
+    ("dashboard", "bmrs dashboard"),
+)
+
+
+def draw_history(history: dict[str, Any]) -> Path:
+    """Time and peak memory of each command against days of history (benchmark 6)."""
+    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    days = sorted(int(d) for d in history["sizes"])
+    for key, label in HISTORY_COMMANDS:
+        times = [history["sizes"][str(d)][key]["s"] for d in days]
+        peaks = [history["sizes"][str(d)][key]["peak_mb"] for d in days]
+        left.plot(days, times, marker="o", label=label)
+        right.plot(days, peaks, marker="o", label=label)
+    empty = history["empty"]["select_1"]
+    left.axhline(empty["s"], color="#999999", linestyle=":", label="select 1, empty warehouse")
+    right.axhline(empty["peak_mb"], color="#999999", linestyle=":")
+    left.axhline(3.0, color="#c44e52", linestyle="--", label="dashboard target")
+    right.axhline(400, color="#c44e52", linestyle="--")
+    for ax, unit in ((left, "seconds (median)"), (right, "peak RSS, MB (median)")):
+        ax.set_xscale("log")
+        ax.set_xticks(days, [str(d) for d in days])
+        ax.set_xlabel("days of history (16 datasets)")
+        ax.set_ylabel(unit)
+        ax.set_ylim(bottom=0)
+    left.legend(fontsize=7, loc="upper left")
+    figure.suptitle(f"cost of a command as history grows\n{_stamp(history)}", fontsize=9)
+    figure.tight_layout()
+    path = RESULTS_DIR / "history.png"
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
+
+
 def draw_all() -> list[Path]:
     """Redraw every chart whose results exist; returns the files written."""
     stages, vs_dlt, iris = load("stages"), load("vs_dlt"), load("iris")
@@ -166,6 +206,9 @@ def draw_all() -> list[Path]:
         written.append(draw_scaling(scaling))
     if memory:
         written.append(draw_memory(memory))
+    history = load("history")
+    if history:
+        written.append(draw_history(history))
     paths = [p for p in written if p is not None]
     for path in paths:
         print(f"chart: {path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path}")

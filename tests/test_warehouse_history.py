@@ -143,6 +143,18 @@ def test_views_are_made_for_the_datasets_a_query_names_and_internal_names_stay_h
     assert names == expected
 
 
+def test_a_sinks_queries_see_each_load_as_it_lands(lake: LocalWarehouse) -> None:
+    count = "SELECT count(*) AS n FROM disebsp_latest"
+    assert lake.query(count).to_pylist() == [{"n": 240}]
+    later = DAYS[-1] + dt.timedelta(days=1)
+    load(lake, DISEBSP, later, prices(later, f"{later}T23:00:00Z", 50))
+    assert lake.query(count).to_pylist() == [{"n": 288}]
+    low = f"SELECT min(systemSellPrice) AS lo FROM disebsp_latest WHERE _day = DATE '{later}'"
+    assert lake.query(low).to_pylist() == [{"lo": 51.0}]
+    load(lake, DISEBSP, later, prices(later, f"{later}T23:59:00Z", 60))  # a new generation
+    assert lake.query(low).to_pylist() == [{"lo": 61.0}]
+
+
 def test_a_format_1_lake_gets_its_manifest_from_one_listing(lake: LocalWarehouse) -> None:
     manifest = lake.lake / "disebsp" / "_manifest.json"
     written = json.loads(manifest.read_bytes())

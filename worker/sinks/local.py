@@ -39,6 +39,7 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -103,6 +104,12 @@ class LocalWarehouse(Sink):
         self.root = Path(data_dir)
         self.lake = self.root / "lake"
         self._check_format()
+        # query()'s connection, kept between queries: a new DuckDB database costs tens of
+        # milliseconds, and a refresh of the dashboard runs a few dozen queries.
+        self._con: duckdb.DuckDBPyConnection | None = None
+        self._con_lock = threading.Lock()
+        self._con_pid = os.getpid()
+        self._view_states: dict[str, tuple[object, ...]] = {}
 
     def _check_format(self) -> None:
         marker = self.lake / "_format.json"
@@ -349,13 +356,37 @@ class LocalWarehouse(Sink):
         return pruned
 
     def query(self, sql: str) -> pa.Table:
-        """Run SQL over the views of the datasets it names (each resolved to its current files
-        as the query starts)."""
-        con = self.connect(referenced(sql))
-        try:
-            return con.sql(sql).to_arrow_table()
-        finally:
-            con.close()
+        """Run SQL over the views of the datasets it names, each resolved to its current files
+        as the query starts.
+
+        One connection serves this sink's queries, one at a time: the views of a dataset are
+        made again only when its manifest, its folder or its stream files changed since."""
+        with self._con_lock:
+            if self._con is None or self._con_pid != os.getpid():  # never share across fork
+                self._con_pid = os.getpid()
+                self._con = duckdb.connect()
+                self._con.execute("SET TimeZone = 'UTC'")
+                self._view_states.clear()
+            for dataset in referenced(sql):
+                state = self._view_state(dataset)
+                if self._view_states.get(dataset.code) != state:
+                    self._create_views(self._con, dataset)
+                    self._view_states[dataset.code] = state
+            return self._con.sql(sql).to_arrow_table()
+
+    def _view_state(self, dataset: Dataset) -> tuple[object, ...]:
+        """What the views of a dataset were made from: a load rewrites the manifest, a day
+        folder deleted by hand changes the dataset folder, IRIS adds stream files."""
+        state: list[object] = []
+        for path in (self._manifest_path(dataset), self.lake / dataset.table):
+            try:
+                found = path.stat()
+                state.append((found.st_ino, found.st_mtime_ns, found.st_size))
+            except FileNotFoundError:
+                state.append(None)
+        streams = self.current_stream_days(dataset)
+        state.append(tuple((day, tuple(files)) for day, files in streams.items()))
+        return tuple(state)
 
     def connect(self, datasets: Sequence[Dataset] | None = None) -> duckdb.DuckDBPyConnection:
         """An in-memory DuckDB connection with the views of ``datasets`` (default: every one)

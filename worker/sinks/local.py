@@ -404,16 +404,16 @@ class LocalWarehouse(Sink):
         table = dataset.table
         manifest = self.manifest(dataset)
         folder = self.lake / table
-        api_rows = arrow_rows(  # noqa: F841 - read by name by the SQL below
+        api_rows = arrow_rows(
             dataset, [(day, folder / e["file"], e["bounds"]) for day, e in manifest.items()]
         )
-        con.sql("SELECT * FROM api_rows").create_view(table, replace=True)
+        con.from_arrow(api_rows).create_view(table, replace=True)
         con.execute(f"CREATE OR REPLACE VIEW {table}_latest AS {DUCKDB.latest_sql(dataset, table)}")
         stream_days = self.current_stream_days(dataset)
         if not stream_days:
             con.execute(f"CREATE OR REPLACE VIEW {table}_unified AS SELECT * FROM {table}")
             return
-        stream_rows = arrow_rows(  # noqa: F841
+        stream_rows = arrow_rows(  # noqa: F841 - read by name by the SQL below
             dataset, [(day, path, None) for day, files in stream_days.items() for path in files]
         )
         # The stream rows are compared with the API rows of the stream's own days only, so a

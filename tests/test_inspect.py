@@ -51,7 +51,11 @@ def test_duplicates_revisions_outside_rows_and_drift_are_counted(tmp_path: Path)
 def test_unreadable_responses_are_one_clear_line() -> None:
     code, output = inspect(str(SAMPLES / "PN_stream__pgrach-ElexonDataFetcher-FRAGMENT.txt"), "--dataset", "PN")
     assert code == 2 and "is not complete JSON" in output and "Traceback" not in output
+    # AGPT is in the catalog, but this sample is /generation/actual/per-type (nested rows, no
+    # publishTime): one clear line naming the field, no traceback.
     code, output = inspect(str(SAMPLES / "AGPT__advanced-computing-elexon_energy.json"), "--dataset", "AGPT")
-    assert code == 2 and "unknown dataset 'AGPT'" in output
+    assert code == 2 and "AGPT: required field 'publishTime'" in output and "Traceback" not in output
+    code, output = inspect(str(SAMPLES / "AGPT__advanced-computing-elexon_energy.json"), "--dataset", "NOPE")
+    assert code == 2 and "unknown dataset 'NOPE'" in output
     code, output = inspect("/nonexistent.json", "--dataset", "FREQ")
     assert code == 2 and "cannot read" in output

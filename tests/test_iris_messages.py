@@ -58,7 +58,7 @@ def test_bodies_decode_to_rows_whether_encoded_once_or_twice(encode) -> None:
         ("FUELINST", b'[{"dataset": "FUELINST", ', NOT_JSON),
         ("FUELINST", b'"not json inside a string"', NOT_JSON),
         ("FUELINST", b"[1, 2, 3]", NOT_ROWS),
-        ("SYSWARN", orjson.dumps([{"warning": "x"}]), UNKNOWN_DATASET),
+        ("NOTADATASET", orjson.dumps([{"warning": "x"}]), UNKNOWN_DATASET),
         ("FUELINST", orjson.dumps([dict(ROW, generation="lots")]), SCHEMA),
         ("FUELINST", orjson.dumps([dict(ROW, startTime=None)]), SCHEMA),
     ],

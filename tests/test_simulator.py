@@ -111,11 +111,17 @@ def sample(rows: list[Any], size: int = 300) -> list[Any]:
 # ---------------------------------------------------------------- shapes
 
 
-def test_every_catalog_dataset_has_one_generator() -> None:
-    assert set(GENERATOR_CLASSES) == {d.code for d in catalog.DATASETS}
+# The datasets with a calibrated generator (the 16 core ones); the rest of the catalog is
+# answered generically from the spec and tested with it.
+CALIBRATED = [d for d in catalog.DATASETS if d.code in GENERATOR_CLASSES]
+CORE = "FUELINST FUELHH FREQ MID BOD BOALF DISBSAD NETBSAD INDGEN INDDEM PN QPN MELS MILS REMIT DISEBSP"
 
 
-@pytest.mark.parametrize("dataset", catalog.DATASETS, ids=lambda d: d.code)
+def test_every_core_dataset_has_one_generator() -> None:
+    assert set(GENERATOR_CLASSES) == set(CORE.split()) <= {d.code for d in catalog.DATASETS}
+
+
+@pytest.mark.parametrize("dataset", CALIBRATED, ids=lambda d: d.code)
 def test_rows_validate_against_the_openapi_schema(
     spec: dict[str, Any], sim: RunningSimulator, dataset: catalog.Dataset
 ) -> None:
@@ -139,7 +145,7 @@ def test_rows_validate_against_the_openapi_schema(
 
 
 @pytest.mark.parametrize(
-    "dataset", [d for d in catalog.DATASETS if d.endpoint.endswith("/stream")], ids=lambda d: d.code
+    "dataset", [d for d in CALIBRATED if d.endpoint.endswith("/stream")], ids=lambda d: d.code
 )
 def test_non_stream_variant_wraps_the_same_rows_in_data(
     spec: dict[str, Any], sim: RunningSimulator, dataset: catalog.Dataset
@@ -714,10 +720,10 @@ def test_a_bod_day_at_full_scale_is_served_in_hourly_windows_quickly(
 
 # Every catalog endpoint, plus the non-stream twin of each stream endpoint.
 CATALOG_PATHS = sorted(
-    {d.endpoint for d in catalog.DATASETS}
+    {d.endpoint for d in CALIBRATED}
     | {
         d.endpoint.removesuffix("/stream")
-        for d in catalog.DATASETS
+        for d in CALIBRATED
         if d.endpoint.endswith("/stream")
     }
 )

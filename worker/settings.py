@@ -63,7 +63,9 @@ class Settings(BaseSettings):
     log_format: Literal["text", "json"] = "text"
     # The Celery cluster (worker/cluster/celery_app.py, beat/): timings, retries and the schedule.
     datasets: str = Field(
-        "", description="Datasets polled, swept and checked, comma-separated (default: all)"
+        "all",
+        description="Datasets kept fresh (polled, swept, checked): a comma list of catalog "
+        "codes, or all (the default)",
     )
     visibility_timeout_s: float = Field(
         180.0, gt=0, description="Seconds before a task a lost worker held is redelivered"

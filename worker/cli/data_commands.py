@@ -69,10 +69,12 @@ def datasets_command(as_json: bool) -> None:
     if as_json:
         _emit_json([d.describe() for d in catalog.DATASETS])
         return
-    table = Table("code", "endpoint", "window", "partition", "natural key", "version", "dense")
+    table = Table(
+        "code", "group", "endpoint", "window", "partition", "natural key", "version", "dense"
+    )
     for d in catalog.DATASETS:
         table.add_row(
-            d.code, d.endpoint, d.describe()["max_window"], d.partition_date_rule,
+            d.code, d.group, d.endpoint, d.describe()["max_window"], d.partition_date_rule,
             ", ".join(d.natural_key), d.version_field or "(ingest time)", "yes" if d.dense else "",
         )
     Console().print(table)
@@ -98,7 +100,9 @@ def ingest_command(
     check_earliest(chosen, first)
     sink = open_sink(settings)
     client = client_from_settings(settings)
-    chunks = [(d, day) for day in days_between(first, last) for d in chosen]
+    chunks = [(d, day) for day in days_between(first, last) for d in chosen if not d.snapshot]
+    # A snapshot (reference) dataset is one fetch of the current list, whatever the days.
+    chunks += [(d, d.chunk_day(first)) for d in chosen if d.snapshot]
     results: list[Coverage] = []
     failures: list[str] = []
     with Progress(

@@ -198,8 +198,10 @@ def create_backfill_job(
         (dataset.code, day)
         for day in days_between(start, end)
         for dataset in datasets
-        if day >= dataset.earliest
+        if day >= dataset.earliest and not dataset.snapshot
     ]
+    # A snapshot (reference) dataset is one fetch of the current list, whatever the range.
+    chunks += [(d.code, d.chunk_day(start)) for d in datasets if d.snapshot]
     return store.create("backfill", chunks, start=start, end=end)
 
 

@@ -16,7 +16,7 @@ from worker.elexon import catalog
 from worker.elexon.catalog import Dataset
 from worker.elexon.coverage import Coverage
 from worker.settings import Settings
-from worker.elexon.settlement import day_window_utc
+from worker.elexon.settlement import current_settlement_day, day_window_utc
 from worker.sinks.base import Sink
 
 
@@ -30,8 +30,9 @@ class DueChunk:
 
 
 def configured_datasets(settings: Settings) -> list[Dataset]:
-    """The datasets this cluster keeps (``BMRS_DATASETS``, default every catalog dataset)."""
-    if not settings.datasets.strip():
+    """The datasets this cluster keeps (``BMRS_DATASETS``: a comma list, or ``all``, the
+    default: every catalog dataset)."""
+    if not settings.datasets.strip() or settings.datasets.strip().lower() == "all":
         return list(catalog.DATASETS)
     return catalog.parse_codes(settings.datasets)
 
@@ -47,6 +48,12 @@ def refetch_reason(dataset: Dataset, coverage: Coverage) -> str | None:
         return f"{coverage.status}" + (f": {coverage.reason}" if coverage.reason else "")
     if coverage.status == "empty" and dataset.dense:
         return "empty"
+    if dataset.snapshot:
+        # Reference data has no settled day: it is refreshed once a (London) day.
+        today_start = day_window_utc(current_settlement_day())[0]
+        if coverage.fetched_utc is None or coverage.fetched_utc < today_start:
+            return "stale: reference snapshot, refreshed daily"
+        return None
     settled = settles_at(dataset, coverage.date)
     if coverage.fetched_utc is None or coverage.fetched_utc < settled:
         fetched = (
@@ -61,8 +68,12 @@ def sweep_window(
 ) -> tuple[dt.date, dt.date] | None:
     """Days the sweep checks: back far enough to see every unsettled day, up to yesterday.
 
-    Today belongs to the realtime poll (it is partial until it ends).
+    Today belongs to the realtime poll (it is partial until it ends). A snapshot (reference)
+    dataset has only its one partition.
     """
+    if dataset.snapshot:
+        day = dataset.chunk_day(today)
+        return (day, day)
     lookback = max(lookback_days, dataset.revision_days + 1)
     first = max(dataset.earliest, today - dt.timedelta(days=lookback))
     last = today - dt.timedelta(days=1)
@@ -80,10 +91,12 @@ def due_chunks(
     """Every dataset-day from start to end that needs a fetch, oldest first."""
     due: list[DueChunk] = []
     for dataset in datasets:
-        first = max(start, dataset.earliest)
-        if first > end:
+        first, last = max(start, dataset.earliest), end
+        if dataset.snapshot:
+            first = last = dataset.chunk_day(start)
+        if first > last:
             continue
-        for coverage in sink.coverage_range(dataset, first, end):
+        for coverage in sink.coverage_range(dataset, first, last):
             reason = refetch_reason(dataset, coverage)
             if reason and (include_stale or not reason.startswith("stale")):
                 due.append(DueChunk(dataset, coverage.date, reason))

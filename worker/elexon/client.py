@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import requests
 
-from worker.elexon.catalog import WINDOW_PARAMS, Dataset
-from worker.elexon.settlement import UTC, day_window_utc, period_start
+from worker.elexon.catalog import PERIOD_PARAMS, SIDE_PARAM, SIDES, WINDOW_PARAMS, Dataset
+from worker.elexon.settlement import PERIOD, UTC, day_window_utc, period_start, periods_in_day
 
 if TYPE_CHECKING:
     from worker.settings import Settings
@@ -69,6 +69,9 @@ class RequestWindow:
     end: dt.datetime  # inclusive, as the API treats it
     # Settlement-date styles check rows by settlementDate instead of a time field.
     dates: tuple[dt.date, dt.date] | None = None
+    # Values the request itself says and its rows do not carry (the side of a {bidOffer}
+    # path), added to each row under these field names.
+    stamp: tuple[tuple[str, str], ...] = ()
 
 
 @dataclasses.dataclass
@@ -85,16 +88,43 @@ def _iso(instant: dt.datetime) -> str:
 
 
 def request_windows(dataset: Dataset, day: dt.date) -> list[RequestWindow]:
-    """The requests that cover one settlement day, none wider than the dataset allows."""
+    """The requests that cover one settlement day, none wider than the dataset allows.
+
+    Path styles are one request per day (``path_date``) or per period (``path_period``: 46,
+    48 or 50), times two where the path names a side (``{bidOffer}``: bid and offer).
+    """
     start, end = day_window_utc(day)
-    if dataset.param_style == "path_date":
-        path = dataset.endpoint.replace("{settlementDate}", day.isoformat())
-        return [RequestWindow(path, {}, start, end, dates=(day, day))]
-    if dataset.param_style == "settlement_dates":
+    style = dataset.param_style
+    if style == "snapshot":
+        return [RequestWindow(dataset.endpoint, {}, start, end)]
+    if style in ("path_date", "path_period"):
+        sides: tuple[str | None, ...] = SIDES if dataset.side_field else (None,)
+        periods: tuple[int | None, ...] = (
+            tuple(range(1, periods_in_day(day) + 1)) if style == "path_period" else (None,)
+        )
+        windows = []
+        for side in sides:
+            for period in periods:
+                path = dataset.endpoint.replace("{settlementDate}", day.isoformat())
+                low, high = start, end
+                if period is not None:
+                    path = path.replace("{settlementPeriod}", str(period))
+                    low = period_start(day, period)
+                    high = low + PERIOD
+                stamp: tuple[tuple[str, str], ...] = ()
+                if side is not None:
+                    path = path.replace("{" + SIDE_PARAM + "}", side)
+                    stamp = ((dataset.side_field or SIDE_PARAM, side),)
+                windows.append(RequestWindow(path, {}, low, high, dates=(day, day), stamp=stamp))
+        return windows
+    if style in ("settlement_dates", "settlement_periods"):
         low, high = WINDOW_PARAMS["settlement_dates"]
         params = {low: day.isoformat(), high: day.isoformat()}
+        if style == "settlement_periods":
+            params[PERIOD_PARAMS[0]] = "1"
+            params[PERIOD_PARAMS[1]] = str(periods_in_day(day))
         return [RequestWindow(dataset.endpoint, params, start, end, dates=(day, day))]
-    low, high = WINDOW_PARAMS[dataset.param_style]
+    low, high = WINDOW_PARAMS[style]
     windows = []
     cursor = start
     while cursor < end:
@@ -108,6 +138,18 @@ def request_windows(dataset: Dataset, day: dt.date) -> list[RequestWindow]:
         )
         cursor = stop
     return windows
+
+
+def shape_rows(dataset: Dataset, window: RequestWindow, rows: list[Any]) -> list[Any]:
+    """Rows as the catalog stores them: a bare string (reference lists) becomes a one-field
+    row, and the request's stamp (the side of a {bidOffer} path) is added to each row."""
+    if dataset.scalar_field:
+        field = dataset.scalar_field
+        rows = [{field: row} if isinstance(row, str) else row for row in rows]
+    if window.stamp:
+        stamp = dict(window.stamp)
+        rows = [{**row, **stamp} if isinstance(row, dict) else row for row in rows]
+    return rows
 
 
 def row_instant(dataset: Dataset, row: dict[str, Any]) -> dt.datetime | None:
@@ -181,12 +223,18 @@ def rows_inside(dataset: Dataset, window: RequestWindow, rows: list[Any]) -> tup
     return kept, len(rows) - len(kept)
 
 
-def rows_from_body(body: bytes, url: str) -> list[dict[str, Any]]:
-    """The rows of any of the three envelopes; a cut or foreign body is an error."""
+def rows_from_body(body: bytes, url: str, *, one_row: bool = False) -> list[dict[str, Any]]:
+    """The rows of any of the three envelopes; a cut or foreign body is an error.
+
+    ``one_row``: the endpoint answers one object that is itself the row (the settlement
+    summary), so an object without ``data`` is that row.
+    """
     try:
         payload = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise TransientApiError(f"body is not complete JSON ({exc}); {len(body)} bytes", url=url)
+    if one_row and isinstance(payload, dict) and "data" not in payload:
+        return [payload]
     if isinstance(payload, dict):
         if "data" not in payload:
             keys = ", ".join(sorted(payload)[:6])
@@ -262,7 +310,11 @@ class ElexonClient:
 
     def fetch_window(self, dataset: Dataset, window: RequestWindow) -> WindowRows:
         url = self.base_url + window.path
-        rows = self.get_rows(url, window.params, what=f"{dataset.code} {window.start:%Y-%m-%d %H:%M}Z")
+        rows = self.get_rows(
+            url, window.params, what=f"{dataset.code} {window.start:%Y-%m-%d %H:%M}Z",
+            one_row=dataset.envelope == "object",
+        )
+        rows = shape_rows(dataset, window, rows)
         kept, outside = rows_inside(dataset, window, rows)
         if outside:
             log.warning(
@@ -271,7 +323,9 @@ class ElexonClient:
             )
         return WindowRows(window=window, rows=kept, outside_window=outside)
 
-    def get_rows(self, url: str, params: dict[str, str], *, what: str) -> list[dict[str, Any]]:
+    def get_rows(
+        self, url: str, params: dict[str, str], *, what: str, one_row: bool = False
+    ) -> list[dict[str, Any]]:
         """GET with retries on 429/5xx/connection errors/cut bodies; rows of the envelope."""
         last_error = ""
         for attempt in range(self.retries + 1):
@@ -285,7 +339,7 @@ class ElexonClient:
             else:
                 if response.status_code == 200:
                     try:
-                        return rows_from_body(response.content, response.url)
+                        return rows_from_body(response.content, response.url, one_row=one_row)
                     except TransientApiError as exc:
                         last_error = str(exc)
                 elif response.status_code in RETRY_STATUSES:

@@ -25,7 +25,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from worker.elexon.catalog import DATE, TS, Dataset
+from worker.elexon.catalog import DATE, SNAPSHOT_DAY, STR, TS, Dataset
 from worker.elexon.settlement import LONDON
 
 log = logging.getLogger(__name__)
@@ -70,6 +70,14 @@ def _typed_column(dataset: Dataset, name: str, arrow_type: pa.DataType, values: 
             return raw.cast(arrow_type)
         if pa.types.is_list(arrow_type):
             return _nested_column(arrow_type, values)
+        if arrow_type == STR and any(isinstance(v, (dict, list)) for v in values):
+            # JSON objects the catalog stores as text (settlement pair volumes, price kinds):
+            # sorted keys, so the same object always hashes the same.
+            values = [
+                orjson.dumps(v, option=orjson.OPT_SORT_KEYS).decode()
+                if isinstance(v, (dict, list)) else v
+                for v in values
+            ]
         return pa.array(values, arrow_type)
     except _CONVERSION_ERRORS as exc:
         bad = _first_bad(values, arrow_type)
@@ -198,6 +206,8 @@ def _report_drift(dataset: Dataset, drift: Iterable[str]) -> None:
 
 def partition_days(dataset: Dataset, table: pa.Table) -> pa.Array:
     """The settlement day each row belongs to (the chunk it is stored in)."""
+    if dataset.snapshot:
+        return pa.array([SNAPSHOT_DAY] * table.num_rows, DATE)
     column = table.column(dataset.partition_field)
     if column.type == DATE:
         return column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column

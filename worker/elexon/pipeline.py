@@ -38,7 +38,10 @@ class FetchedChunk:
 
 
 def fetch_chunk(client: ElexonClient, dataset: Dataset, day: dt.date) -> FetchedChunk:
-    """Every request of the day, parsed window by window so memory stays one window deep."""
+    """Every request of the day, parsed window by window so memory stays one window deep.
+
+    A snapshot (reference) dataset has one partition whatever the day asked for."""
+    day = dataset.chunk_day(day)
     tables: list[pa.Table] = []
     requests = outside = other_days = 0
     drift: set[str] = set()
@@ -89,6 +92,7 @@ def ingest_chunk(
     Idempotent: loading unites with the stored day, so any number of runs, in any order,
     on any number of processes, store each distinct row once.
     """
+    day = dataset.chunk_day(day)
     try:
         fetched = fetch_chunk(client, dataset, day)
     except (ApiError, SchemaError) as exc:

@@ -167,3 +167,11 @@ def test_bmrs_sim_iris_command_emits_for_its_duration(tmp_path: Path) -> None:
     summary = json.loads(done.stdout)
     assert 5 <= summary["files"] <= 12
     assert len(list(tmp_path.glob("*/*.json"))) >= 5
+
+
+@pytest.mark.parametrize("code", [d.code for d in catalog.DATASETS if d.endpoint.startswith("/datasets/")])
+def test_every_dataset_iris_sends_is_accepted(code: str) -> None:
+    """IRIS names a message by its /datasets code; none is dead-lettered as unknown."""
+    from iris_listener.messages import dataset_of
+
+    assert dataset_of(IrisMessage(message_id=f"{code}_202510261200.json", subject=code, body=b"[]")).code == code

@@ -117,7 +117,7 @@ def test_listener_completes_only_after_hand_off_and_dead_letters_poison_with_its
 ) -> None:
     broker = broker_env
     broker.send("FREQ_1.json", "FREQ", freq_body(1))
-    broker.send("SYSWARN_1.json", "SYSWARN", b'[{"warningText": "x"}]')
+    broker.send("NOTADATASET_1.json", "NOTADATASET", b'[{"warningText": "x"}]')
     broker.send("FREQ_2.json", "FREQ", b'[{"measurementTime": "2025-10-27T10:00:02Z", ')
     broker.send("FREQ_3.json", "FREQ", freq_body(3, twice=True))
     hand_off = celery_hand_off(redis_server)
@@ -135,7 +135,7 @@ def test_listener_completes_only_after_hand_off_and_dead_letters_poison_with_its
     assert seen_by_hand_off and all(c["completed"] == 0 for c in seen_by_hand_off)
     assert sorted(m.message_id for m in broker.completed) == ["FREQ_1.json", "FREQ_3.json"]
     reasons = {m.message_id: reason for m, reason, _ in broker.dead_lettered}
-    assert reasons == {"SYSWARN_1.json": "unknown-dataset", "FREQ_2.json": "body-not-json"}
+    assert reasons == {"NOTADATASET_1.json": "unknown-dataset", "FREQ_2.json": "body-not-json"}
     assert redis_server.client().llen("iris") == 1  # one FREQ batch waits for a worker
     assert len(redis_server.client().keys("bmrs:iris:body:*")) == 2
 

@@ -30,7 +30,8 @@ LIVE_WINDOW = dt.timedelta(hours=2)
 DEFAULT_DATASETS = ("FUELINST", "FREQ", "BOALF", "PN", "MELS", "MID")
 ROWS_PER_MESSAGE = 60
 DOUBLE_ENCODED = 0.3  # share of bodies JSON-encoded twice, as IRIS often sends them
-UNKNOWN_DATASET = "SYSWARN"  # a real IRIS dataset the catalog does not ingest
+# Every IRIS dataset is in the catalog now (each /datasets code); a code IRIS might add later.
+UNKNOWN_DATASET = "NOTADATASET"
 POISON_KINDS = ("not-json", "unknown-dataset", "schema")
 
 

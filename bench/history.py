@@ -8,8 +8,9 @@ datasets. Rows come from the simulator's generators: one template day per datase
 by day (dates and instants moved, row hashes made unique), written with the sink's own
 ``write_day`` and ``write_coverage`` (day files, manifest, coverage records: exactly what loads
 leave behind) but not through the API, so the 1,461-day warehouse takes minutes. The per-BM-unit
-datasets (BOD, BOALF, PN, QPN, MELS, MILS) use the simulator's fleet at ``--scale`` so the
-largest warehouse fits the disk; the others are full size. A few days are left out of FUELHH
+datasets (BOD, BOALF, PN, QPN, MELS, MILS) use the simulator's fleet at ``--scale`` and the
+half-hourly forecasts (INDGEN, INDDEM) keep one publication in eight, so the largest warehouse
+builds in minutes and fits the disk; the others are full size. A few days are left out of FUELHH
 so ``bmrs gaps`` has gaps to report.
 
 Then, per size (and ``select 1`` on an empty warehouse), each command runs ``--repeats`` times
@@ -51,6 +52,9 @@ CORE = (
     "INDDEM", "PN", "QPN", "MELS", "MILS", "REMIT", "DISEBSP",
 )
 PER_UNIT = frozenset({"BOD", "BOALF", "PN", "QPN", "MELS", "MILS"})
+# Forecasts republished every half hour (~97k rows a day each): one publication in 8 kept.
+THINNED = frozenset({"INDGEN", "INDDEM"})
+THIN_HOURS = 4
 END = dt.date(2025, 12, 31)
 TEMPLATE_DAY = dt.date(2025, 11, 5)  # an ordinary 48-period day
 GAP_EVERY = 97  # FUELHH days left out, so gaps has something to say
@@ -74,6 +78,9 @@ def template(code: str, scale: float) -> pa.Table:
     while bucket < end:
         rows.extend(generator.rows(bucket))
         bucket += PERIOD
+    if code in THINNED:  # every THIN_HOURS-th hourly publication
+        rows = [r for r in rows if r["publishTime"][14:16] == "00"
+                and int(r["publishTime"][11:13]) % THIN_HOURS == 0]
     table = parse_rows(dataset, [dict(r) for r in rows]).table
     table = table.filter(pc.equal(table.column("_day"), pa.scalar(TEMPLATE_DAY, pa.date32())))
     return drop_duplicates(table)[0]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import shutil
 from pathlib import Path
 
 import duckdb
@@ -246,3 +247,19 @@ def test_bigquery_views_read_only_the_partitions_a_day_filter_names(fake_bigquer
         assert read == {table: [part] for table in tables}, sql
     sink.query("SELECT count(*) AS n FROM fuelinst_latest")
     assert len(fake_bigquery.partitions_read[-1]["fuelinst_api"]) == len(DAYS)
+
+
+def test_vacuum_repairs_a_manifest_a_dead_writer_left_behind(lake: LocalWarehouse) -> None:
+    """A writer that died between its day file and its manifest update: readers keep the
+    previous generation (whole), and vacuum points the manifest at the newest file."""
+    from worker.sinks.local import PART_PREFIX, atomic_write
+
+    folder = lake.day_dir(DISEBSP, DAYS[1])
+    newer = parse_rows(DISEBSP, prices(DAYS[1], f"{DAYS[1]}T23:00:00Z", 50)[:5]).table
+    atomic_write(folder / f"{PART_PREFIX}{'9' * 20}.parquet", table=newer)  # newest generation
+    one_day = f"SELECT count(*) AS n FROM disebsp WHERE _day = DATE '{DAYS[1]}'"
+    assert lake.query(one_day).to_pylist() == [{"n": 96}]
+    lake.vacuum()
+    assert lake.query(one_day).to_pylist() == [{"n": 5}]
+    shutil.rmtree(lake.day_dir(DISEBSP, DAYS[2]))  # a day deleted by hand
+    assert lake.query("SELECT count(*) AS n FROM disebsp").to_pylist() == [{"n": 3 * 96 + 5}]

@@ -180,14 +180,20 @@ class LocalWarehouse(Sink):
         ordered = dict(sorted(days.items()))
         atomic_write(self._manifest_path(dataset), orjson.dumps({"days": ordered}))
 
-    def _listed_manifest(self, dataset: Dataset) -> dict[str, dict[str, Any]]:
+    def _listed_manifest(
+        self, dataset: Dataset, known: dict[str, dict[str, Any]] | None = None
+    ) -> dict[str, dict[str, Any]]:
         """The manifest rebuilt from a listing of the day folders (a format 1 lake, or a repair
         after a writer died between its day file and its manifest update); reads the bounds
-        from each current file."""
+        from each current file that ``known`` does not already name."""
         days: dict[str, dict[str, Any]] = {}
         for folder in sorted((self.lake / dataset.table).glob("date=*")):
             parts = day_parts(folder)
-            if parts:
+            name = folder.name.removeprefix("date=")
+            entry = (known or {}).get(name)
+            if parts and entry and entry["file"] == f"{folder.name}/{parts[-1].name}":
+                days[name] = entry
+            elif parts:
                 held = set(pq.read_schema(parts[-1]).names)
                 columns = [c for c in bound_columns(dataset) if c in held]
                 table = pq.read_table(parts[-1], columns=columns)
@@ -238,7 +244,8 @@ class LocalWarehouse(Sink):
         for dataset in DATASETS:
             if (self.lake / dataset.table).is_dir():
                 with self._manifest_lock(dataset):
-                    self._write_manifest(dataset, self._listed_manifest(dataset))
+                    known = self._read_manifest(dataset)
+                    self._write_manifest(dataset, self._listed_manifest(dataset, known))
             for folder in (self.lake / dataset.table).glob("date=*"):
                 with self.chunk_lock(dataset, dt.date.fromisoformat(folder.name[5:])):
                     removed += retire_superseded(day_parts(folder))

@@ -141,6 +141,44 @@ def _iris(result: dict[str, Any]) -> list[str]:
     ]
 
 
+HISTORY_ROWS = (
+    ("select_1", "`bmrs query \"select 1\"`"),
+    ("fuelinst_latest_1_day", "one day of `fuelinst_latest`"),
+    ("bod_latest_1_day", "one day of `bod_latest`"),
+    ("disebsp_latest_30_days", "30-day aggregate of `disebsp_latest`"),
+    ("gaps", "`bmrs gaps` over the whole range"),
+    ("status", "`bmrs status --json`"),
+    ("dashboard", "`bmrs dashboard --out x.xlsx`"),
+)
+
+
+def _history(result: dict[str, Any]) -> list[str]:
+    sizes = sorted(result["sizes"], key=int)
+    empty = result["empty"]["select_1"]
+    head = "| command | " + " | ".join(f"{d} days" for d in sizes) + " |"
+    lines = [
+        "### 6. Years of history (bench/history.py)",
+        "",
+        _machine(result),
+        "",
+        "Median wall time and median peak RSS of each CLI command, a fresh process each run "
+        f"({result['repeats']} runs); per-unit datasets at scale {result['scale']}. Empty "
+        f"warehouse: `select 1` {empty['s']:.2f} s, {empty['peak_mb']:.0f} MB.",
+        "",
+        head,
+        "|---|" + "---|" * len(sizes),
+    ]
+    for key, label in HISTORY_ROWS:
+        cells = [f"{result['sizes'][d][key]['s']:.2f} s, {result['sizes'][d][key]['peak_mb']:.0f} MB"
+                 for d in sizes]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    built = [result["sizes"][d]["warehouse"] for d in sizes]
+    lines.append("| warehouse | " + " | ".join(
+        f"{b['rows'] / 1e6:,.1f}M rows, {b['bytes'] / 2**30:.1f} GiB" for b in built) + " |")
+    lines += ["", *(f"- {line}" for line in result["checks"]["lines"])]
+    return lines
+
+
 def _targets(results: dict[str, dict[str, Any] | None]) -> list[str]:
     """One line per target of issue 7: what was asked, what the latest run measured."""
     rows = []
@@ -163,6 +201,19 @@ def _targets(results: dict[str, dict[str, Any] | None]) -> list[str]:
             f"trend {memory['rss_trend_over_chunks_mb']:+.0f} MB, peak {memory['peak_growth_after_bod_day_mb']:+.0f} MB",
             memory["not_growing"],
         ))
+    history = results.get("history")
+    if history:
+        held = history["checks"]["held"]
+        one_day = [v["ratio"] for k, v in held.items() if "_1_day_" in k]
+        rows.append(("one-day query at 1,461 days <= 1.3x of 30 days (time, memory)",
+                     f"worst {max(one_day):.2f}x", all(v["ok"] for k, v in held.items() if "_1_day_" in k)))
+        select = [v["ratio"] for k, v in held.items() if k.startswith("select_1_")]
+        rows.append(("`select 1` <= 1.2x of an empty warehouse", f"worst {max(select):.2f}x",
+                     all(v["ok"] for k, v in held.items() if k.startswith("select_1_"))))
+        dash = [v for k, v in held.items() if k.startswith("dashboard_")]
+        rows.append(("dashboard < 3 s and < 400 MB at every size",
+                     f"worst {max(d['s'] for d in dash):.2f} s, {max(d['peak_mb'] for d in dash):.0f} MB",
+                     all(d["ok"] for d in dash)))
     if scaling:
         rows.append((
             ">= 90% of the request budget used at saturation",
@@ -176,9 +227,10 @@ def _targets(results: dict[str, dict[str, Any] | None]) -> list[str]:
 
 def render() -> str:
     sections: list[list[str]] = []
-    results = {name: load(name) for name in ("stages", "vs_dlt", "scaling", "memory", "iris")}
+    results = {name: load(name) for name in ("stages", "vs_dlt", "scaling", "memory", "iris", "history")}
     for name, render_one in (
-        ("stages", _stages), ("vs_dlt", _vs_dlt), ("scaling", _scaling), ("memory", _memory), ("iris", _iris)
+        ("stages", _stages), ("vs_dlt", _vs_dlt), ("scaling", _scaling), ("memory", _memory), ("iris", _iris),
+        ("history", _history),
     ):
         result = results[name]
         if result is not None:

@@ -187,3 +187,34 @@ def test_bigquery_resolves_the_same_and_reads_only_the_days_partition(fake_bigqu
     assert [(r["timeFrom"].strftime("%H:%M"), r["timeTo"].strftime("%H:%M"), r["levelFrom"],
              r["levelTo"]) for r in rows] == [("11:00", "11:20", 100, 40), ("11:20", "11:30", 60, 60)]
     assert fake_bigquery.partitions_read[-1] == {"mels_api": [DAY.strftime("%Y%m%d")]}
+
+
+def test_refetched_after_a_redeclaration_the_api_answer_resolves_end_to_end(
+    replay_factory, bmrs_env: pytest.MonkeyPatch, data_dir: Path  # type: ignore[no-untyped-def]
+) -> None:
+    """Through the real client: the API's resolved answer before a re-declaration, then the
+    re-timed answer after it, each ingested with ``bmrs ingest``; the view holds the latter."""
+    from click.testing import CliRunner
+
+    from worker.cli import main
+    from worker.settings import get_settings
+    from worker.sim.server import BASE_PATH
+
+    other_unit = declaration("11:00", "11:30", 35, 35, sequence=1, unit="ABERU-1")
+    before = [declaration("11:00", "11:30", 100, 40, sequence=1), other_unit]
+    after = [
+        declaration("11:20", "11:30", 60, 60, sequence=2, notified="2023-05-24T11:05:00Z"),
+        {**before[0], "timeTo": "2023-05-24T11:20:00Z"},
+        other_unit,
+    ]
+    for answer in (before, after):
+        running = replay_factory({"MELS": answer})
+        bmrs_env.setenv("BMRS_ELEXON_BASE_URL", running.url + BASE_PATH)
+        get_settings.cache_clear()  # settings are read once per process
+        result = CliRunner().invoke(main, ["ingest", "MELS", "--date", DAY.isoformat()])
+        assert result.exit_code == 0, result.output
+    warehouse = LocalWarehouse(data_dir)
+    assert resolved(warehouse) == [("11:00", "11:20", 100, 40, 1), ("11:20", "11:30", 60, 60, 2)]
+    assert resolved(warehouse, "ABERU-1") == [("11:00", "11:30", 35, 35, 1)]
+    # The plain view keeps every stored segment, the stale 11:00-11:30 one included.
+    assert warehouse.query("SELECT count(*) AS n FROM mels").to_pylist() == [{"n": 4}]

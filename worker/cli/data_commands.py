@@ -43,6 +43,7 @@ from worker.logs import configure as configure_logs
 from worker.elexon.parse import SchemaError
 from worker.elexon.pipeline import ingest_chunk
 from worker.elexon.response_report import inspect_response
+from worker.cluster.sweep import configured_datasets
 from worker.settings import get_settings
 from worker.elexon.settlement import days_between
 from worker.sinks import QueryError, open_sink
@@ -224,13 +225,15 @@ def rows_as_json(table: pa.Table, zone: ZoneInfo | None = None) -> list[dict[str
 def gaps_command(start: str, end: str, codes: tuple[str, ...], as_json: bool, fill: bool) -> None:
     """Coverage of every dataset-day in a range, never-attempted days included."""
     first, last = date_range(None, start, end)
-    chosen = datasets_option(codes) if codes else list(catalog.DATASETS)
+    settings = get_settings()
+    # Default: the datasets this cluster keeps (BMRS_DATASETS, all unless narrowed).
+    chosen = datasets_option(codes) if codes else configured_datasets(settings)
     if fill:
         from worker.cli.cluster_commands import fill_gaps
 
         fill_gaps(chosen, first, last)
         return
-    sink = open_sink(get_settings())
+    sink = open_sink(settings)
     entries = [cov for d in chosen for cov in sink.coverage_range(d, first, last)]
     if as_json:
         _emit_json([cov.to_json() for cov in entries])

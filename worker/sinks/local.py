@@ -256,6 +256,8 @@ class LocalWarehouse(Sink):
 
     def read_coverage(self, dataset: Dataset, days: Iterable[dt.date]) -> dict[dt.date, Coverage]:
         found: dict[dt.date, Coverage] = {}
+        if not (self.lake / dataset.table).is_dir():
+            return found  # never loaded: no day to open
         for day in days:
             try:
                 raw = (self.day_dir(dataset, day) / COVERAGE_FILE).read_bytes()

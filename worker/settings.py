@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     remit_backfill_days: int = Field(90, ge=1, description="REMIT history the outages table needs")
     alert_webhook: SecretStr | None = None
     sim_faults: str = ""
+    sim_window_limits: str = Field(
+        "", description="Simulator's hidden window limits, e.g. BOD=1h,MILS=6h (bmrs sim --window-limit)"
+    )
     log_level: str = "INFO"
     log_format: Literal["text", "json"] = "text"
     # The Celery cluster (worker/cluster/celery_app.py, beat/): timings, retries and the schedule.

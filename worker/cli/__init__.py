@@ -12,6 +12,7 @@ from worker.cli.app import main
 
 _COMMAND_MODULES = (
     "worker.cli.data_commands",
+    "worker.cli.history_commands",
     "worker.sim.cli",
     "worker.cli.iris_commands",
     "worker.cli.cluster_commands",

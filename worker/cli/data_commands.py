@@ -44,6 +44,7 @@ from worker.elexon.parse import SchemaError
 from worker.elexon.pipeline import ingest_chunk
 from worker.elexon.response_report import inspect_response
 from worker.cluster.sweep import configured_datasets
+from worker.elexon.windows import iso_duration, store_from_settings
 from worker.settings import get_settings
 from worker.elexon.settlement import days_between
 from worker.sinks import QueryError, open_sink
@@ -65,18 +66,50 @@ def _json_default(value: Any) -> Any:
 
 @main.command("datasets")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable catalog.")
-def datasets_command(as_json: bool) -> None:
-    """List the datasets the cluster ingests and how each is fetched."""
+@click.option(
+    "--forget-window",
+    "forget",
+    multiple=True,
+    metavar="CODE",
+    help="Forget a learned request window: chunks start from the widest window again.",
+)
+def datasets_command(as_json: bool, forget: tuple[str, ...]) -> None:
+    """List the datasets the cluster ingests and how each is fetched.
+
+    ``learned_window`` is the narrower window the live API forced on a dataset (see
+    worker/elexon/windows.py), null when none was learned.
+    """
+    store = store_from_settings(get_settings())
+    for dataset in datasets_option(forget) if forget else []:
+        done = store.forget(dataset.code)
+        click.echo(
+            f"{dataset.code}: learned window {'forgotten' if done else 'was not set'} "
+            f"({store.describe()})"
+        )
+    if forget:
+        return
+    learned = store.all()
     if as_json:
-        _emit_json([d.describe() for d in catalog.DATASETS])
+        _emit_json(
+            [
+                {
+                    **d.describe(),
+                    "learned_window": iso_duration(learned[d.code]) if d.code in learned else None,
+                }
+                for d in catalog.DATASETS
+            ]
+        )
         return
     table = Table(
-        "code", "group", "endpoint", "window", "partition", "natural key", "version", "dense"
+        "code", "group", "endpoint", "window", "learned", "partition", "natural key", "version",
+        "dense",
     )
     for d in catalog.DATASETS:
         table.add_row(
-            d.code, d.group, d.endpoint, d.describe()["max_window"], d.partition_date_rule,
-            ", ".join(d.natural_key), d.version_field or "(ingest time)", "yes" if d.dense else "",
+            d.code, d.group, d.endpoint, d.describe()["max_window"],
+            iso_duration(learned[d.code]) if d.code in learned else "",
+            d.partition_date_rule, ", ".join(d.natural_key), d.version_field or "(ingest time)",
+            "yes" if d.dense else "",
         )
     Console().print(table)
 

@@ -26,6 +26,7 @@ from worker.elexon.coverage import Coverage
 from worker.cluster.fetch_lock import fetch_lock
 from worker.cluster.jobs import JobStore
 from worker.elexon.parse import SchemaError
+from worker.elexon.windows import RedisWindowStore
 from worker.cluster.ratelimit import limiter_from_settings
 from worker.settings import Settings
 from worker.elexon.settlement import days_between
@@ -51,8 +52,11 @@ class WorkerResources:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> WorkerResources:
-        client = client_from_settings(settings, acquire=limiter_from_settings(settings).acquire)
         store = redis_client(settings)
+        # Workers always share learned request windows through the cluster's Redis.
+        client = client_from_settings(
+            settings, acquire=limiter_from_settings(settings).acquire, windows=RedisWindowStore(store)
+        )
         return cls(settings, open_sink(settings), client, store, JobStore(store))
 
 

@@ -15,6 +15,7 @@ import datetime as dt
 from worker.elexon import catalog
 from worker.elexon.catalog import Dataset
 from worker.elexon.coverage import Coverage
+from worker.elexon.pipeline import UNPUBLISHED, settles_at
 from worker.settings import Settings
 from worker.elexon.settlement import current_settlement_day, day_window_utc
 from worker.sinks.base import Sink
@@ -37,15 +38,12 @@ def configured_datasets(settings: Settings) -> list[Dataset]:
     return catalog.parse_codes(settings.datasets)
 
 
-def settles_at(dataset: Dataset, day: dt.date) -> dt.datetime:
-    """The instant after which a day's data no longer changes: its end plus the revision days."""
-    return day_window_utc(day)[1] + dt.timedelta(days=dataset.revision_days)
-
-
 def refetch_reason(dataset: Dataset, coverage: Coverage) -> str | None:
     """Why this day should be fetched again, or None if it holds what it will ever hold."""
     if coverage.status in ("missing", "partial", "failed"):
         return f"{coverage.status}" + (f": {coverage.reason}" if coverage.reason else "")
+    if coverage.status == "empty" and (coverage.reason or "").startswith(UNPUBLISHED):
+        return f"empty: {coverage.reason}"
     if coverage.status == "empty" and dataset.dense:
         return "empty"
     if dataset.snapshot:

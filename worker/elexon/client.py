@@ -5,6 +5,13 @@ back twice: the caller drops exact duplicates), unknown parameter names are igno
 API then answers with its *default* data (so every row is checked against the asked window),
 bodies can be cut short (retried), 429s carry ``Retry-After`` (honoured), and three envelopes
 exist (bare list, ``{"data"}``, ``{"metadata", "data"}``).
+
+Request windows are learned, not assumed: a chunk starts with the widest window its dataset
+plausibly allows (``Dataset.max_window``, narrowed by a limit learned earlier, see
+:mod:`worker.elexon.windows`). A 400 saying the range is too large, or a window that times
+out or comes back cut :data:`SPLIT_AFTER` times in a row, halves the window (to a limit the
+API's message states, when it states one), remembers it, and goes on, down to one settlement
+period; there, or on any other 400, the error is real.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ import datetime as dt
 import email.utils
 import logging
 import random
+import re
 import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -23,6 +31,7 @@ import requests
 
 from worker.elexon.catalog import PERIOD_PARAMS, SIDE_PARAM, SIDES, WINDOW_PARAMS, Dataset
 from worker.elexon.settlement import PERIOD, UTC, day_window_utc, period_start, periods_in_day
+from worker.elexon.windows import MemoryWindowStore, WindowStore, store_from_settings
 
 if TYPE_CHECKING:
     from worker.settings import Settings
@@ -31,6 +40,10 @@ log = logging.getLogger(__name__)
 
 END_MARGIN = dt.timedelta(seconds=1)
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+# The narrowest window a chunk is split to: one settlement period.
+WINDOW_FLOOR = PERIOD
+# Consecutive timeouts or cut bodies of one window after which it is split, not retried whole.
+SPLIT_AFTER = 3
 USER_AGENT = "bmrs-cluster/0.1 (+https://github.com/; ingestion of public BMRS data)"
 
 
@@ -59,6 +72,20 @@ class MalformedResponseError(PermanentApiError):
     """A well-formed HTTP answer whose body is not one of the API's envelopes."""
 
 
+class WindowTooLargeError(PermanentApiError):
+    """The API refused a window as too wide (a 400 about the range), or the window timed out
+    or came back cut :data:`SPLIT_AFTER` times in a row. Permanent for this window; a
+    narrower one may succeed, which is what :meth:`ElexonClient.fetch_chunk` does."""
+
+    def __init__(
+        self, message: str, *, url: str = "", status: int | None = None,
+        stated: dt.timedelta | None = None,
+    ) -> None:
+        super().__init__(message, url=url, status=status)
+        # The limit the API's message states, when it states one.
+        self.stated = stated
+
+
 @dataclasses.dataclass(frozen=True)
 class RequestWindow:
     """One API request of a chunk: its path, parameters and the instants it covers."""
@@ -81,14 +108,19 @@ class WindowRows:
     window: RequestWindow
     rows: list[dict[str, Any]]
     outside_window: int
+    # Wider requests refused as too large just before this one (counted as requests made).
+    refused: int = 0
 
 
 def _iso(instant: dt.datetime) -> str:
     return instant.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def request_windows(dataset: Dataset, day: dt.date) -> list[RequestWindow]:
-    """The requests that cover one settlement day, none wider than the dataset allows.
+def request_windows(
+    dataset: Dataset, day: dt.date, width: dt.timedelta | None = None
+) -> list[RequestWindow]:
+    """The requests that cover one settlement day, none wider than ``width`` (by default the
+    dataset's ``max_window``).
 
     Path styles are one request per day (``path_date``) or per period (``path_period``: 46,
     48 or 50), times two where the path names a side (``{bidOffer}``: bid and offer).
@@ -124,19 +156,12 @@ def request_windows(dataset: Dataset, day: dt.date) -> list[RequestWindow]:
             params[PERIOD_PARAMS[0]] = "1"
             params[PERIOD_PARAMS[1]] = str(periods_in_day(day))
         return [RequestWindow(dataset.endpoint, params, start, end, dates=(day, day))]
-    low, high = WINDOW_PARAMS[style]
+    width = width or dataset.max_window
     windows = []
     cursor = start
     while cursor < end:
-        stop = min(cursor + dataset.max_window, end)
-        # The API's windows include their end, and its times are whole seconds: ending one
-        # second early keeps the next window's first instant (a whole period of BOD rows)
-        # out of this response instead of downloading it twice.
-        last = stop - END_MARGIN
-        windows.append(
-            RequestWindow(dataset.endpoint, {low: _iso(cursor), high: _iso(last)}, cursor, last)
-        )
-        cursor = stop
+        windows.append(time_window(dataset, cursor, min(cursor + width, end)))
+        cursor = windows[-1].end + END_MARGIN
     return windows
 
 
@@ -150,6 +175,70 @@ def shape_rows(dataset: Dataset, window: RequestWindow, rows: list[Any]) -> list
         stamp = dict(window.stamp)
         rows = [{**row, **stamp} if isinstance(row, dict) else row for row in rows]
     return rows
+
+
+def time_window(dataset: Dataset, start: dt.datetime, stop: dt.datetime) -> RequestWindow:
+    """The request for [start, stop) of a dataset queried by a time window."""
+    low, high = WINDOW_PARAMS[dataset.param_style]
+    # The API's windows include their end, and its times are whole seconds: ending one
+    # second early keeps the next window's first instant (a whole period of BOD rows)
+    # out of this response instead of downloading it twice.
+    last = stop - END_MARGIN
+    return RequestWindow(dataset.endpoint, {low: _iso(start), high: _iso(last)}, start, last)
+
+
+def splits(dataset: Dataset) -> bool:
+    """Whether a dataset's requests name a time window the client can narrow (not a path,
+    a settlement date or a snapshot)."""
+    return dataset.param_style in WINDOW_PARAMS and dataset.param_style != "settlement_dates"
+
+
+def narrower_window(asked: dt.timedelta, stated: dt.timedelta | None) -> dt.timedelta | None:
+    """The next window to try after ``asked`` was too large: the limit the API stated if it is
+    narrower, else half; whole settlement periods, never below :data:`WINDOW_FLOOR`. None
+    when ``asked`` already is the floor."""
+    if asked <= WINDOW_FLOOR:
+        return None
+    target = stated if stated is not None and stated < asked else asked / 2
+    periods = max(1, int(target / WINDOW_FLOOR))
+    return WINDOW_FLOOR * periods
+
+
+_DURATION = re.compile(
+    r"(\d+(?:\.\d+)?)\s*(seconds?|secs?|minutes?|mins?|hours?|hrs?|h\b|days?|d\b)", re.I
+)
+_ISO_DURATION = re.compile(r"\bP(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?)?\b")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+# What a 400 about a too-wide range says: a range word and a limit word. Elexon publishes no
+# wording for it (its known validation message is the model-level ``errors[""]`` "From field
+# must not be later than To field", which is about order, not size, and does not match).
+_RANGE_WORDS = re.compile(r"range|window|span|interval|duration|period|days|hours", re.I)
+_LIMIT_WORDS = re.compile(
+    r"too (?:large|long|big|wide|many)|exceed|maximum|at most|more than|greater than|"
+    r"less than or equal|no (?:more|longer) than|limit",
+    re.I,
+)
+
+
+def stated_limit(message: str) -> dt.timedelta | None:
+    """The narrowest duration a refusal names ("at most 1 hour", "PT1H"), if any."""
+    found: list[dt.timedelta] = []
+    for number, unit in _DURATION.findall(message):
+        found.append(dt.timedelta(seconds=float(number) * _UNIT_SECONDS[unit[0].lower()]))
+    for days, hours, minutes in _ISO_DURATION.findall(message):
+        if days or hours or minutes:
+            found.append(
+                dt.timedelta(days=int(days or 0), hours=int(hours or 0), minutes=int(minutes or 0))
+            )
+    found = [d for d in found if d > dt.timedelta(0)]
+    return min(found) if found else None
+
+
+def is_range_refusal(status: int, message: str) -> bool:
+    """Whether a refusal says the asked window is too wide (not malformed or reversed)."""
+    if status == 413:
+        return True
+    return status == 400 and bool(_RANGE_WORDS.search(message) and _LIMIT_WORDS.search(message))
 
 
 def row_instant(dataset: Dataset, row: dict[str, Any]) -> dt.datetime | None:
@@ -291,6 +380,7 @@ class ElexonClient:
         backoff_base_s: float = 0.5,
         backoff_max_s: float = 60.0,
         acquire: Callable[[], None] | None = None,
+        windows: WindowStore | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.session = session or requests.Session()
@@ -302,17 +392,77 @@ class ElexonClient:
         # Blocks until the shared request budget allows one more request.
         self.acquire = acquire or (lambda: None)
         self.requests_made = 0
+        # Learned window limits, shared with every process using the same store.
+        self.windows: WindowStore = windows if windows is not None else MemoryWindowStore()
+        self._announced: set[tuple[str, dt.timedelta]] = set()
+
+    def start_window(self, dataset: Dataset) -> dt.timedelta:
+        """The window a chunk starts with: the dataset's widest, or the learned limit."""
+        learned = self.windows.get(dataset.code) if splits(dataset) else None
+        if learned is None or learned >= dataset.max_window:
+            return dataset.max_window
+        if (dataset.code, learned) not in self._announced:
+            self._announced.add((dataset.code, learned))
+            log.info(
+                "%s: requests at most %s wide (learned from the API, %s)",
+                dataset.code, _span(learned), self.windows.describe(),
+            )
+        return learned
 
     def fetch_chunk(self, dataset: Dataset, day: dt.date) -> Iterator[WindowRows]:
-        """Rows of each request window in turn, so memory is bounded by one window."""
-        for window in request_windows(dataset, day):
-            yield self.fetch_window(dataset, window)
+        """Rows of each request window in turn, so memory is bounded by one window.
 
-    def fetch_window(self, dataset: Dataset, window: RequestWindow) -> WindowRows:
+        Windows start at :meth:`start_window` wide; one the API finds too large is split
+        (see :class:`WindowTooLargeError`) and the narrower width learned, then the chunk
+        goes on from the same instant.
+        """
+        if not splits(dataset):
+            for window in request_windows(dataset, day):
+                yield self.fetch_window(dataset, window)
+            return
+        cursor, end = day_window_utc(day)
+        width = self.start_window(dataset)
+        refused = 0
+        while cursor < end:
+            window = time_window(dataset, cursor, min(cursor + width, end))
+            asked = min(width, end - cursor)
+            try:
+                window_rows = self.fetch_window(dataset, window, splittable=asked > WINDOW_FLOOR)
+            except WindowTooLargeError as exc:
+                narrower = narrower_window(asked, exc.stated)
+                if narrower is None:
+                    raise
+                self._learn(dataset, asked, narrower, exc)
+                width = narrower
+                refused += 1
+                continue
+            window_rows.refused, refused = refused, 0
+            yield window_rows
+            cursor = window.end + END_MARGIN
+
+    def _learn(
+        self, dataset: Dataset, asked: dt.timedelta, narrower: dt.timedelta, cause: ApiError
+    ) -> None:
+        """Remember a narrower window; the process that changed the store says so, once."""
+        if self.windows.learn(dataset.code, narrower):
+            log.warning(
+                "%s: a %s window was too large (%s); requests now at most %s wide, "
+                "remembered for every later chunk (%s)",
+                dataset.code, _span(asked), cause, _span(narrower), self.windows.describe(),
+            )
+        else:
+            log.info(
+                "%s: a %s window was too large; trying %s",
+                dataset.code, _span(asked), _span(narrower),
+            )
+
+    def fetch_window(
+        self, dataset: Dataset, window: RequestWindow, *, splittable: bool = False
+    ) -> WindowRows:
         url = self.base_url + window.path
         rows = self.get_rows(
             url, window.params, what=f"{dataset.code} {window.start:%Y-%m-%d %H:%M}Z",
-            one_row=dataset.envelope == "object",
+            one_row=dataset.envelope == "object", splittable=splittable,
         )
         rows = shape_rows(dataset, window, rows)
         kept, outside = rows_inside(dataset, window, rows)
@@ -324,34 +474,59 @@ class ElexonClient:
         return WindowRows(window=window, rows=kept, outside_window=outside)
 
     def get_rows(
-        self, url: str, params: dict[str, str], *, what: str, one_row: bool = False
+        self,
+        url: str,
+        params: dict[str, str],
+        *,
+        what: str,
+        one_row: bool = False,
+        splittable: bool = False,
     ) -> list[dict[str, Any]]:
-        """GET with retries on 429/5xx/connection errors/cut bodies; rows of the envelope."""
+        """GET with retries on 429/5xx/connection errors/cut bodies; rows of the envelope.
+
+        With ``splittable``, a window that times out or comes back cut :data:`SPLIT_AFTER`
+        times in a row raises :class:`WindowTooLargeError` instead of being retried whole.
+        """
         last_error = ""
+        too_big_streak = 0  # consecutive timeouts / cut bodies of this window
         for attempt in range(self.retries + 1):
             self.acquire()
             self.requests_made += 1
             wait: float | None = None
             try:
                 response = self.session.get(url, params=params, timeout=self.timeout_s)
-            except (requests.ConnectionError, requests.Timeout) as exc:
+            except (requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
                 last_error = f"{type(exc).__name__}: {exc}"
+                too_big_streak += 1
+            except requests.ConnectionError as exc:
+                last_error = f"{type(exc).__name__}: {exc}"
+                too_big_streak = 0
             else:
                 if response.status_code == 200:
                     try:
                         return rows_from_body(response.content, response.url, one_row=one_row)
                     except TransientApiError as exc:
                         last_error = str(exc)
+                        too_big_streak += 1
                 elif response.status_code in RETRY_STATUSES:
                     last_error = f"HTTP {response.status_code}: {_api_message(response)}"
                     wait = _retry_after_seconds(response)
+                    too_big_streak = 0
                 else:
-                    raise PermanentApiError(
-                        f"{what}: HTTP {response.status_code} from {response.url}: "
-                        f"{_api_message(response)}",
-                        url=response.url,
-                        status=response.status_code,
-                    )
+                    message = _api_message(response)
+                    text = f"{what}: HTTP {response.status_code} from {response.url}: {message}"
+                    if is_range_refusal(response.status_code, message):
+                        raise WindowTooLargeError(
+                            text, url=response.url, status=response.status_code,
+                            stated=stated_limit(message),
+                        )
+                    raise PermanentApiError(text, url=response.url, status=response.status_code)
+            if splittable and too_big_streak >= SPLIT_AFTER:
+                raise WindowTooLargeError(
+                    f"{what}: timed out or cut short {too_big_streak} times in a row on {url}: "
+                    f"{last_error}",
+                    url=url,
+                )
             if attempt == self.retries:
                 break
             backoff = random.uniform(0, min(self.backoff_max_s, self.backoff_base_s * 2**attempt))
@@ -363,11 +538,24 @@ class ElexonClient:
         )
 
 
-def client_from_settings(settings: Settings, acquire: Callable[[], None] | None = None) -> ElexonClient:
-    """The client every process builds: base URL, timeout and retries from the settings."""
+def _span(window: dt.timedelta) -> str:
+    minutes = int(window.total_seconds() // 60)
+    if minutes % 60:
+        return f"{minutes} min"
+    return f"{minutes // 60} h"
+
+
+def client_from_settings(
+    settings: Settings,
+    acquire: Callable[[], None] | None = None,
+    windows: WindowStore | None = None,
+) -> ElexonClient:
+    """The client every process builds: base URL, timeout and retries from the settings, and
+    the learned-window store every process shares (``store_from_settings`` unless given)."""
     return ElexonClient(
         settings.elexon_base_url,
         timeout_s=settings.http_timeout_s,
         retries=settings.http_retries,
         acquire=acquire,
+        windows=windows if windows is not None else store_from_settings(settings),
     )

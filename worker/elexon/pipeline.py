@@ -2,6 +2,11 @@
 
 These plain functions are what the Celery tasks wrap; they run the same in-process
 (``bmrs ingest``) and on a worker.
+
+A day not yet published is not a failure: inside a dataset's revision window (the day itself
+and ``revision_days`` after it) the API may answer 404 or no rows because Elexon has not
+published the day yet. Such a day is recorded ``empty`` with a reason saying so, and the sweep
+fetches it again until the window closes; an older day that errors is ``failed``.
 """
 
 from __future__ import annotations
@@ -17,12 +22,16 @@ import pyarrow.compute as pc
 
 from worker.elexon.catalog import Dataset
 from worker.elexon.client import ApiError, ElexonClient, WindowRows
+from worker.elexon.settlement import day_window_utc
 from worker.elexon.coverage import Coverage, expected_periods, judge
 from worker.elexon.dedup import conform, drop_duplicates
 from worker.elexon.parse import SchemaError, parse_rows
 from worker.sinks.base import Sink
 
 log = logging.getLogger(__name__)
+
+# How the reason of a day recorded empty because Elexon has not published it yet begins.
+UNPUBLISHED = "not yet published"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,7 +56,7 @@ def fetch_chunk(client: ElexonClient, dataset: Dataset, day: dt.date) -> Fetched
     drift: set[str] = set()
     stamp = dt.datetime.now(dt.timezone.utc)
     for window_rows in one_request_ahead(client.fetch_chunk(dataset, day)):
-        requests += 1
+        requests += 1 + window_rows.refused
         outside += window_rows.outside_window
         parsed = parse_rows(dataset, window_rows.rows, source="api", ingested_utc=stamp)
         drift.update(parsed.schema_drift)
@@ -93,9 +102,17 @@ def ingest_chunk(
     on any number of processes, store each distinct row once.
     """
     day = dataset.chunk_day(day)
+    requests_before = client.requests_made
     try:
         fetched = fetch_chunk(client, dataset, day)
     except (ApiError, SchemaError) as exc:
+        if isinstance(exc, ApiError) and exc.status == 404 and not_settled(dataset, day):
+            unpublished = record_unpublished(
+                sink, dataset, day, f"the API answered 404 ({exc})",
+                requests=client.requests_made - requests_before,
+            )
+            if unpublished is not None:
+                return unpublished
         record_failure(sink, dataset, day, exc)
         raise
     with sink.chunk_lock(dataset, day):
@@ -109,6 +126,8 @@ def ingest_chunk(
             outside_window=fetched.outside_window,
             fetched_utc=dt.datetime.now(dt.timezone.utc),
         )
+        if coverage.status == "empty" and not_settled(dataset, day):
+            coverage.reason = unpublished_reason(dataset, day, "the API returned no rows")
         sink.write_coverage(coverage)
     log.info(
         "%s %s: %s, %d rows (%d new, %d duplicates dropped, %d outside window) in %d requests",
@@ -136,4 +155,50 @@ def record_failure(sink: Sink, dataset: Dataset, day: dt.date, error: Exception)
         )
         sink.write_coverage(coverage)
     log.error("%s %s: failed: %s", dataset.code, day, error)
+    return coverage
+
+
+def settles_at(dataset: Dataset, day: dt.date) -> dt.datetime:
+    """The instant after which a day's data no longer changes: its end plus the revision days."""
+    return day_window_utc(day)[1] + dt.timedelta(days=dataset.revision_days)
+
+
+def not_settled(dataset: Dataset, day: dt.date, now: dt.datetime | None = None) -> bool:
+    """Whether the day is still inside its revision window, so it may not be published yet."""
+    return (now or dt.datetime.now(dt.timezone.utc)) < settles_at(dataset, day)
+
+
+def unpublished_reason(dataset: Dataset, day: dt.date, what: str) -> str:
+    settles = settles_at(dataset, day)
+    return (
+        f"{UNPUBLISHED}: {what}; {dataset.code} {day} is inside its "
+        f"{dataset.revision_days}-day revision window (until {settles:%Y-%m-%d %H:%MZ}), "
+        "so the sweep fetches it again"
+    )
+
+
+def record_unpublished(
+    sink: Sink, dataset: Dataset, day: dt.date, what: str, *, requests: int = 0
+) -> Coverage | None:
+    """Record a recent day the API does not have yet as ``empty``, with the reason.
+
+    None when the day already holds rows: data that was there and is now refused is not
+    "not yet published", and the caller records it as a failure.
+    """
+    with sink.chunk_lock(dataset, day):
+        stored = sink.read_day(dataset, day)
+        if stored is not None and stored.num_rows:
+            return None
+        coverage = Coverage(
+            dataset=dataset.code,
+            date=day,
+            status="empty",
+            periods_present=0 if expected_periods(dataset, day) is not None else None,
+            periods_expected=expected_periods(dataset, day),
+            fetched_utc=dt.datetime.now(dt.timezone.utc),
+            reason=unpublished_reason(dataset, day, what),
+            requests=requests,
+        )
+        sink.write_coverage(coverage)
+    log.info("%s %s: empty, %s", dataset.code, day, coverage.reason)
     return coverage

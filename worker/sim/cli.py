@@ -8,6 +8,7 @@ from worker.cli.app import UserError, main
 from worker.settings import get_settings
 from worker.sim.faults import FaultSpecError, parse_faults
 from worker.sim.server import make_server
+from worker.sim.window_limits import WindowLimitError, format_limits, parse_window_limits
 
 
 @main.command("sim")
@@ -33,6 +34,14 @@ from worker.sim.server import make_server
     help="Size of the BM unit fleet (BOD, BOALF, PN, QPN, MELS, MILS) relative to the real one.",
 )
 @click.option(
+    "--window-limit",
+    "window_limit",
+    multiple=True,
+    metavar="CODE=DURATION",
+    help="Refuse wider windows of this dataset with a 400, e.g. BOD=1h (repeatable; "
+    "default $BMRS_SIM_WINDOW_LIMITS, a comma list). Without it only the spec's limits apply.",
+)
+@click.option(
     "--access-log",
     type=click.Path(dir_okay=False),
     default=None,
@@ -45,6 +54,7 @@ def sim(
     latency_ms: float,
     faults: str | None,
     scale: float,
+    window_limit: tuple[str, ...],
     access_log: str | None,
 ) -> None:
     """Serve a deterministic stand-in for the Elexon Insights API (offline development)."""
@@ -53,10 +63,17 @@ def sim(
         spec = parse_faults(spec_text)
     except FaultSpecError as exc:
         raise UserError(f"--faults: {exc}") from None
-    server = make_server(host, port, seed, latency_ms, spec, scale, access_log)
+    try:
+        limits = parse_window_limits(window_limit or get_settings().sim_window_limits)
+    except WindowLimitError as exc:
+        raise UserError(f"--window-limit: {exc}") from None
+    server = make_server(
+        host, port, seed, latency_ms, spec, scale, access_log, window_limit=limits
+    )
     click.echo(
         f"Elexon simulator on http://{host}:{server.server_port} "
-        f"(seed {seed}, scale {scale:g}, faults: {str(spec) or 'none'})"
+        f"(seed {seed}, scale {scale:g}, faults: {str(spec) or 'none'}, "
+        f"window limits: {format_limits(limits) or 'the spec only'})"
     )
     try:
         server.serve_forever()

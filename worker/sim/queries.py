@@ -2,7 +2,8 @@
 
 Each catalog ``param_style`` names its window differently (see :data:`catalog.WINDOW_PARAMS`);
 all are inclusive at both ends. Malformed values, reversed windows and windows wider than the
-dataset's ``max_window`` are 400s naming the parameter. Unknown parameter names are ignored,
+limit the spec states (``spec_limit``; no other: ``--window-limit`` adds hidden ones, see
+:mod:`worker.sim.window_limits`) are 400s naming the parameter. Unknown parameter names are ignored,
 and a request without its (optional) window gets the API's default, today's data so far:
 a client that misspells a parameter gets a plausible 200 it must not mistake for its window.
 """
@@ -205,11 +206,11 @@ def _settlement_dates_query(dataset: catalog.Dataset, params: Params, now: dt.da
             name_to, f"{name_to} ({day_to}) must not be before {name_from} ({day_from})."
         )
     days = (day_to - day_from).days + 1
-    if dt.timedelta(days=days) > dataset.max_window:
+    if dataset.spec_limit is not None and dt.timedelta(days=days) > dataset.spec_limit:
         raise BadRequest(
             name_to,
             f"The range {name_from}..{name_to} spans {days} days; {dataset.code} allows at most "
-            f"{dataset.max_window.days} days per request.",
+            f"{dataset.spec_limit.days} days per request.",
         )
     return Query(_day_buckets(dataset, day_from, day_to, now), upper=iso(now))
 
@@ -268,11 +269,11 @@ def _time_query(dataset: catalog.Dataset, params: Params, now: dt.datetime) -> Q
         raise BadRequest(
             name_to, f"{name_to} ({iso(upper)}) must not be before {name_from} ({iso(lower)})."
         )
-    if upper - lower > dataset.max_window:
+    if dataset.spec_limit is not None and upper - lower > dataset.spec_limit:
         raise BadRequest(
             name_to,
             f"The window {name_from}..{name_to} is {_duration(upper - lower)}; {dataset.code} "
-            f"allows at most {_duration(dataset.max_window)} per request.",
+            f"allows at most {_duration(dataset.spec_limit)} per request.",
         )
     return _covering(dataset, query, lower, upper, now)
 

@@ -30,7 +30,7 @@ from urllib.parse import parse_qs, urlsplit
 import orjson
 
 from worker.elexon import catalog, settlement
-from worker.sim import queries
+from worker.sim import queries, window_limits
 from worker.sim.faults import (
     Draw,
     FaultInjector,
@@ -122,9 +122,18 @@ class SimulatorApp:
         faults: FaultSpec | str | None = None,
         scale: float = 1.0,
         clock: Clock | None = None,
+        window_limit: window_limits.Limits | str | None = None,
     ) -> None:
         self.seed = seed
         self.scale = scale
+        # Larger answers are refused as too wide a range (see window_limits.WORK_BUDGET).
+        self.work_budget = window_limits.WORK_BUDGET
+        # Hidden per-dataset window limits (``--window-limit``), beyond the spec's own.
+        self.window_limits = (
+            window_limit
+            if isinstance(window_limit, dict)
+            else window_limits.parse_window_limits(window_limit)
+        )
         spec = faults if isinstance(faults, FaultSpec) else parse_faults(faults)
         self.faults = FaultInjector(spec, seed)
         self.generators: dict[str, Generator] = generators(seed, scale)
@@ -182,6 +191,9 @@ class SimulatorApp:
                 query = queries.window_query(dataset, params, now)
         except queries.BadRequest as exc:
             return bad_request(exc.parameter, exc.message)
+        refused = window_limits.refusal(dataset, route.kind, params, self.window_limits)
+        if refused:
+            return problem(400, "One or more validation errors occurred.", {"": [refused]})
         poisoned = self.faults.poisoned(dataset.code, query.days)
         if poisoned:
             return bad_request(
@@ -189,6 +201,9 @@ class SimulatorApp:
                 f"{dataset.code} data for {poisoned} cannot be retrieved (simulated permanent failure).",
             )
         generator = self.generators[dataset.code]
+        too_large = window_limits.oversized(query, generator, self.work_budget)
+        if too_large:
+            return problem(400, "One or more validation errors occurred.", {"": [too_large]})
         rows = query.select(generator)
         if draw.outside:
             rows = rows + query.outside_rows(generator, limit=max(1, len(rows) // 20))
@@ -343,9 +358,12 @@ def make_server(
     scale: float = 1.0,
     access_log: str | Path | None = None,
     clock: Clock | None = None,
+    window_limit: window_limits.Limits | str | None = None,
 ) -> _SimulatorHTTPServer:
     """A bound, not yet serving simulator (port 0 picks a free port)."""
-    app = SimulatorApp(seed=seed, faults=faults, scale=scale, clock=clock)
+    app = SimulatorApp(
+        seed=seed, faults=faults, scale=scale, clock=clock, window_limit=window_limit
+    )
     log = AccessLog(Path(access_log)) if access_log else None
     return _SimulatorHTTPServer((host, port), app, latency_ms / 1000, log)
 
@@ -359,12 +377,14 @@ def start_simulator(
     scale: float = 1.0,
     access_log: str | Path | None = None,
     clock: Clock | None = None,
+    window_limit: window_limits.Limits | str | None = None,
 ) -> RunningSimulator:
     """Serve the simulator in a background thread; call ``.shutdown()`` (or use ``with``).
 
     ``faults`` is a spec string or a :class:`FaultSpec`; ``clock`` replaces the wall clock
-    (what "now" is, so tests can see a partial day); ``port=0`` picks a free port.
+    (what "now" is, so tests can see a partial day); ``window_limit`` (``"BOD=1h"`` or a
+    dict) refuses wider windows of those datasets with a 400; ``port=0`` picks a free port.
     """
     return RunningSimulator(
-        make_server(host, port, seed, latency_ms, faults, scale, access_log, clock)
+        make_server(host, port, seed, latency_ms, faults, scale, access_log, clock, window_limit)
     )

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import heapq
 import math
 import re
 import statistics
@@ -25,6 +24,9 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from typing import Literal
 
+from sheets.balancing import (
+    TOP_UNITS_SETTLED, TOP_UNITS_TODAY, UnitVolume, top_units, unit_volumes,
+)
 from sheets.queries import (
     FREQUENCY_SPAN, HEALTH_DAYS, MID_PROVIDER, OUTAGE_MIN_MW, OUTAGE_ROWS, SPREAD_DAYS, Row, Snapshot,
 )
@@ -660,99 +662,6 @@ def _generation_tab(snapshot: Snapshot) -> Tab:
     return tab
 
 
-def _energy(a: float, b: float, hours: float) -> tuple[float, float]:
-    """(above zero, below zero) MWh of a level ramping linearly from a to b MW over hours."""
-    if hours <= 0:
-        return 0.0, 0.0
-    if a >= 0 and b >= 0:
-        return (a + b) / 2 * hours, 0.0
-    if a <= 0 and b <= 0:
-        return 0.0, (a + b) / 2 * hours
-    cross = a / (a - b)  # fraction of the time before the level crosses zero
-    first, second = a * cross * hours / 2, b * (1 - cross) * hours / 2
-    return max(first, second), min(first, second)
-
-
-@dataclasses.dataclass
-class UnitVolume:
-    """One BM unit's accepted energy on one settlement day."""
-
-    unit: str
-    day: dt.date
-    acceptances: set[int] = dataclasses.field(default_factory=set)
-    offer_mwh: float = 0.0
-    bid_mwh: float = 0.0
-    # Per settlement period: (offer MWh, bid MWh), for BOD-price weighting.
-    periods: dict[int, tuple[float, float]] = dataclasses.field(default_factory=dict)
-
-    @property
-    def total_mwh(self) -> float:
-        return self.offer_mwh - self.bid_mwh
-
-
-def unit_volumes(segments: Sequence[Row]) -> dict[tuple[dt.date, str], UnitVolume]:
-    """Accepted energy per (settlement day, BM unit): the accepted level integrated over time.
-
-    A unit's later acceptance (higher acceptance number) replaces its earlier ones from the
-    time it covers, so overlapping acceptances are not counted twice: at every instant the
-    level is that of the highest-numbered acceptance covering it, ramping linearly within each
-    BOALF segment. Energy above zero MW is offer volume, below zero bid volume (negative),
-    split where the level crosses zero and at every settlement-period boundary.
-    """
-    by_unit: dict[str, list[Row]] = defaultdict(list)
-    out: dict[tuple[dt.date, str], UnitVolume] = {}
-    for seg in segments:
-        unit = str(seg.get("nationalGridBmUnit") or "")
-        by_unit[unit].append(seg)
-        day = seg.get("settlementDate")
-        if isinstance(day, dt.date):
-            key = (day, unit)
-            out.setdefault(key, UnitVolume(unit, day)).acceptances.add(
-                int(seg.get("acceptanceNumber") or 0))
-    for unit, segs in by_unit.items():
-        segs = [s for s in segs if s["timeTo"] > s["timeFrom"]]
-        if not segs:
-            continue
-        points = {s["timeFrom"] for s in segs} | {s["timeTo"] for s in segs}
-        first, last = min(points), max(points)
-        boundary = first.replace(minute=30 if first.minute >= 30 else 0, second=0, microsecond=0)
-        while boundary < last:
-            if boundary > first:
-                points.add(boundary)
-            boundary += dt.timedelta(minutes=30)
-        ordered = sorted(points)
-        starts = sorted(range(len(segs)), key=lambda i: segs[i]["timeFrom"])
-        active: list[tuple[int, int]] = []  # heap of (-acceptance number, segment index)
-        nxt = 0
-        for a, b in zip(ordered, ordered[1:], strict=False):
-            while nxt < len(starts) and segs[starts[nxt]]["timeFrom"] <= a:
-                i = starts[nxt]
-                heapq.heappush(active, (-int(segs[i].get("acceptanceNumber") or 0), i))
-                nxt += 1
-            while active and segs[active[0][1]]["timeTo"] <= a:
-                heapq.heappop(active)
-            # The top may have ended while a lower-numbered one still covers: look past it.
-            covering = next((i for _, i in sorted(active) if segs[i]["timeTo"] >= b), None)
-            if covering is None:
-                continue
-            seg = segs[covering]
-            level_a, level_b = _level(seg, a), _level(seg, b)
-            offer, bid = _energy(level_a, level_b, (b - a).total_seconds() / 3600)
-            day, period = period_of(a)
-            volume = out.setdefault((day, unit), UnitVolume(unit, day))
-            volume.offer_mwh += offer
-            volume.bid_mwh += bid
-            before = volume.periods.get(period, (0.0, 0.0))
-            volume.periods[period] = (before[0] + offer, before[1] + bid)
-    return out
-
-
-def _level(seg: Row, at: dt.datetime) -> float:
-    start, end = seg["timeFrom"], seg["timeTo"]
-    a, b = float(seg["levelFrom"]), float(seg["levelTo"])
-    return a + (b - a) * ((at - start) / (end - start))
-
-
 def acceptance_volumes(segments: Sequence[Row]) -> tuple[float, float]:
     """(offer MWh, bid MWh) of BOALF segments, summed over units (see :func:`unit_volumes`)."""
     volumes = unit_volumes(segments).values()
@@ -776,10 +685,8 @@ def is_battery(unit: Row) -> bool:
     return bool(BATTERY_NAME.search(str(unit.get("bmUnitName") or "")))
 
 
-TOP_UNITS_SETTLED = 20
-TOP_UNITS_TODAY = 10
 UNIT_HEADERS = ("BM unit", "Name", "Fuel / type", "Battery", "Acceptances", "Offer MWh",
-                "Bid MWh", "Offer £/MWh (BOD +1)", "Bid £/MWh (BOD −1)", "Lead party")
+                "Bid MWh", "Offer £/MWh (BOD +1)", "Bid £/MWh (BOD −1)", "", "Lead party")
 UNITS_NOT_AVAILABLE = ("BM unit types are not available yet: the warehouse has no BM-unit "
                        "reference data (BMUNITS, view bmunits_latest), so batteries cannot be "
                        "flagged.")
@@ -791,7 +698,7 @@ def _balancing_tab(snapshot: Snapshot) -> Tab:
     first_units = 17
     rows = first_units + TOP_UNITS_SETTLED + 3 + TOP_UNITS_TODAY + 2
     tab = Tab(BALANCING, rows=rows, cols=len(UNIT_HEADERS),
-              col_widths=(38, 26, 12, 8, 12, 11, 11, 13, 13, 30), freeze_rows=1)
+              col_widths=(38, 26, 12, 8, 12, 11, 11, 13, 13, 2, 30), freeze_rows=1)
     tab.put(0, 0, Cell(f"Balancing: acceptances per BM unit, {settled.isoformat()} and today so "
                        "far", "title"))
     references = None if snapshot.bm_units is None else {
@@ -803,7 +710,8 @@ def _balancing_tab(snapshot: Snapshot) -> Tab:
             "Unit types from bmunits_latest; battery = fuel type BATTERY, or a unit without a "
             "fuel type (or OTHER) named BESS / battery / storage.", "muted"))
 
-    volumes = unit_volumes(snapshot.acceptances)
+    volumes = (snapshot.unit_volumes if snapshot.unit_volumes is not None
+               else unit_volumes(snapshot.acceptances))
     per_day = {day: [v for (d, _), v in volumes.items() if d == day] for day in (settled, today)}
     batteries = {u for u, r in (references or {}).items() if is_battery(r)}
 
@@ -858,9 +766,9 @@ def _balancing_tab(snapshot: Snapshot) -> Tab:
     for day, label, count in ((settled, f"Top units, {settled.isoformat()}", TOP_UNITS_SETTLED),
                               (today, "Top units, today so far", TOP_UNITS_TODAY)):
         tab.put(row - 2, 0, Cell(f"{label} (by accepted MWh, offers + |bids|)", "section"))
-        tab.put_row(row - 1, [Cell(h, "heading_num" if 4 <= i <= 8 else "heading")
+        tab.put_row(row - 1, [Cell(h or None, "heading_num" if 4 <= i <= 8 else "heading")
                               for i, h in enumerate(UNIT_HEADERS)])
-        ranked = sorted(per_day[day], key=lambda v: (-v.total_mwh, v.unit))[:count]
+        ranked = top_units(volumes, day, count)
         if not ranked:
             tab.put(row, 0, missing(f"no BOALF acceptances for {day} published by the as-of time"))
         for offset, volume in enumerate(ranked):
@@ -888,7 +796,8 @@ def _unit_row(volume: UnitVolume, ref: Row | None, have_references: bool,
         party = Cell(None)
     return [Cell(volume.unit, "label"), *who, Cell(len(volume.acceptances), "count"),
             Cell(volume.offer_mwh, "mwh"), Cell(volume.bid_mwh, "mwh"),
-            _weighted_price(volume, prices, 0), _weighted_price(volume, prices, 1), party]
+            _weighted_price(volume, prices, 0), _weighted_price(volume, prices, 1), Cell(None),
+            party]
 
 
 def _weighted_price(volume: UnitVolume, prices: dict[int, tuple[float | None, float | None]],
@@ -1041,7 +950,8 @@ def _frequency_tab(snapshot: Snapshot) -> Tab:
         tab.put_row(4 + offset, [Cell(label, "label"), value, Cell(unit, "muted"),
                                  Cell(when, "datetime_s") if when else Cell(None)])
     tab.put(13, 0, Cell("An excursion is a run of consecutive samples outside the band (a "
-                        "gap over 1 minute ends it); each sample counts for its 15 s.", "muted"))
+                        "gap over 1 minute ends it);", "muted"))
+    tab.put(14, 0, Cell("each sample outside counts for its 15 s.", "muted"))
 
     # Per-minute min / mean / max beside the band, for the chart.
     buckets: dict[dt.datetime, list[float]] = defaultdict(list)
@@ -1064,7 +974,7 @@ def _frequency_tab(snapshot: Snapshot) -> Tab:
     low = min([BAND_LOW, *present]) - 0.05
     high = max([BAND_HIGH, *present]) + 0.05
     tab.charts.append(Chart(
-        "line", "Frequency per minute, last 24 hours (Hz)", (15, 0), ref(0),
+        "line", "Frequency per minute, last 24 hours (Hz)", (16, 0), ref(0),
         (("Min", ref(1)), ("Mean", ref(2)), ("Max", ref(3)),
          (f"{BAND_LOW} Hz", ref(4)), (f"{BAND_HIGH} Hz", ref(5))),
         "Hz", size=(600, 360), y_bounds=(round(low, 2), round(high, 2)),

@@ -20,6 +20,9 @@ from typing import Any
 import pyarrow as pa
 import redis
 
+from sheets.balancing import (
+    TOP_UNITS_SETTLED, TOP_UNITS_TODAY, UnitVolume, top_units, unit_volumes,
+)
 from worker.elexon import catalog
 
 from worker.cluster import freshness
@@ -130,10 +133,14 @@ class Snapshot:
     iris_last_message: dict[str, dt.datetime]  # per dataset code, from the IRIS listener
     # Daily system-price statistics of the last SPREAD_DAYS days (today so far included).
     daily_prices: list[Row] = dataclasses.field(default_factory=list)
-    # BOD pair +1/-1 prices per (unit, settlement period) for the acceptances' units and days.
+    # BOD pair +1/-1 prices per (unit, settlement period) for the listed units and days.
     bid_offer_prices: list[Row] = dataclasses.field(default_factory=list)
-    # BM-unit reference rows (bmunits_latest) of the accepted units; None: no such view yet.
+    # BM-unit reference rows (bmunits_latest) of the accepted units (battery totals need
+    # them all); None: the warehouse has no such view yet.
     bm_units: list[Row] | None = None
+    # Accepted energy per (day, unit), computed once from ``acceptances`` (see
+    # :func:`sheets.balancing.unit_volumes`); None: the model computes it.
+    unit_volumes: dict[tuple[dt.date, str], UnitVolume] | None = None
 
 
 def window_periods(now: dt.datetime, count: int = WINDOW_PERIODS) -> tuple[tuple[dt.date, int], ...]:
@@ -177,10 +184,14 @@ def gather(
     acceptance_days = (settled_day, today)
     freq_first = local_date(now - FREQUENCY_SPAN)
     acceptances = _rows(sink, as_published(
-        "BOALF", "settlementDate, nationalGridBmUnit, acceptanceNumber, acceptanceTime, "
-        "timeFrom, timeTo, levelFrom, levelTo, soFlag", acceptance_days, now))
-    units = sorted({str(r["nationalGridBmUnit"]) for r in acceptances
-                    if r["nationalGridBmUnit"] is not None})
+        "BOALF", "settlementDate, nationalGridBmUnit, acceptanceNumber, timeFrom, timeTo, "
+        "levelFrom, levelTo", acceptance_days, now))
+    # Bid-offer prices and reference data are read for the units the tab lists, not all.
+    volumes = unit_volumes(acceptances)
+    listed = sorted({v.unit for day, count in ((settled_day, TOP_UNITS_SETTLED),
+                                               (today, TOP_UNITS_TODAY))
+                     for v in top_units(volumes, day, count)})
+    accepted = sorted({v.unit for v in volumes.values() if v.unit})
     return Snapshot(
         now=now,
         window=window,
@@ -232,8 +243,9 @@ def gather(
                                 (today - dt.timedelta(days=SPREAD_DAYS), today), now)})
                  AS published
             GROUP BY settlementDate"""),
-        bid_offer_prices=_bid_offer_prices(sink, units, acceptance_days, now),
-        bm_units=_bm_units(sink, units),
+        bid_offer_prices=_bid_offer_prices(sink, listed, acceptance_days, now),
+        bm_units=_bm_units(sink, accepted),
+        unit_volumes=volumes,
     )
 
 
@@ -272,39 +284,49 @@ def _bm_units(sink: Sink, units: list[str]) -> list[Row] | None:
 def freshness_as_of(
     sink: Sink, datasets: list[catalog.Dataset], now: dt.datetime
 ) -> dict[str, Freshness]:
-    """Each dataset's newest row as ``bmrs status`` sees it, but never one published after
-    ``now``: for an as-of time in the past, the newest row public then and its age then."""
-    out: dict[str, Freshness] = {}
-    for known in freshness.assess(sink, datasets, now):
-        if known.newest_utc is not None and known.newest_utc > now:
-            dataset = catalog.get(known.dataset)
-            known = dataclasses.replace(known, newest_utc=_newest_published(sink, dataset, now))
-        out[known.dataset] = known
-    return out
+    """Each dataset's newest row as ``bmrs status`` sees it (however old), but never one
+    published after ``now``: for an as-of time in the past, the newest row public then and
+    its age then. The datasets that hold later rows are looked up in one query."""
+    assessed = freshness.assess(sink, datasets, now)
+    later = [catalog.get(k.dataset) for k in assessed
+             if k.newest_utc is not None and k.newest_utc > now]
+    published = _newest_published(sink, later, now) if later else {}
+    return {
+        k.dataset: dataclasses.replace(k, newest_utc=published.get(k.dataset))
+        if k.dataset in published else k
+        for k in assessed
+    }
 
 
-def _newest_published(sink: Sink, dataset: catalog.Dataset, now: dt.datetime) -> dt.datetime | None:
-    """Newest instant (the dataset's time field) of a row published by ``now``.
+def _newest_published(
+    sink: Sink, datasets: list[catalog.Dataset], now: dt.datetime
+) -> dict[str, dt.datetime | None]:
+    """Newest instant (each dataset's time field) of a row published by ``now``.
 
-    Looks in the :data:`AS_OF_SEARCH_DAYS` days before ``now`` first (what a recent as-of time
-    needs); only if those hold nothing, in every earlier day, so the age is right however old.
+    One query over the :data:`AS_OF_SEARCH_DAYS` days before ``now`` (what a recent as-of
+    time needs); only the datasets with nothing there are looked for in every earlier day, so
+    the age is right however old. A dataset without a time field has no instant: None.
     """
-    field = dataset.time_field
-    if field is None:
-        return None
     today = local_date(now)
-    cut = f"{cut_condition(dataset, now)} AND {field} <= {timestamp_literal(now)}"
-    recent = f"""
-        SELECT MAX({field}) AS newest FROM {dataset.table}
-        WHERE _day BETWEEN {date_literal(today - dt.timedelta(days=AS_OF_SEARCH_DAYS))}
-                       AND {date_literal(today + dt.timedelta(days=1))} AND {cut}"""
-    rows = _rows(sink, recent)
-    if rows and rows[0]["newest"] is not None:
-        return rows[0]["newest"]
-    rows = _rows(sink, f"""
-        SELECT MAX({field}) AS newest FROM {dataset.table}
-        WHERE _day < {date_literal(today - dt.timedelta(days=AS_OF_SEARCH_DAYS))} AND {cut}""")
-    return rows[0]["newest"] if rows else None
+    since = date_literal(today - dt.timedelta(days=AS_OF_SEARCH_DAYS))
+
+    def newest(chosen: list[catalog.Dataset], days: str) -> dict[str, dt.datetime | None]:
+        parts = [
+            f"SELECT '{d.code}' AS code, MAX({d.time_field}) AS newest FROM {d.table} "
+            f"WHERE {days} AND {cut_condition(d, now)} "
+            f"AND {d.time_field} <= {timestamp_literal(now)}"
+            for d in chosen if d.time_field
+        ]
+        if not parts:
+            return {}
+        return {r["code"]: r["newest"] for r in _rows(sink, " UNION ALL ".join(parts))}
+
+    found = newest(datasets, f"_day BETWEEN {since} AND "
+                             f"{date_literal(today + dt.timedelta(days=1))}")
+    older = [d for d in datasets if d.time_field and found.get(d.code) is None]
+    if older:
+        found.update(newest(older, f"_day < {since}"))
+    return {d.code: found.get(d.code) for d in datasets}
 
 
 def iris_last_messages(client: redis.Redis | None) -> dict[str, dt.datetime]:

@@ -687,9 +687,9 @@ def is_battery(unit: Row) -> bool:
 
 UNIT_HEADERS = ("BM unit", "Name", "Fuel / type", "Battery", "Acceptances", "Offer MWh",
                 "Bid MWh", "Offer £/MWh (BOD +1)", "Bid £/MWh (BOD −1)", "", "Lead party")
-UNITS_NOT_AVAILABLE = ("BM unit types are not available yet: the warehouse has no BM-unit "
-                       "reference data (BMUNITS, view bmunits_latest), so batteries cannot be "
-                       "flagged.")
+UNITS_NOT_AVAILABLE = ("BM unit types are not available yet: the warehouse holds no BM-unit "
+                       "reference data (dataset BMUNITS, view bmunits_latest), so batteries "
+                       "cannot be flagged.")
 
 
 def _balancing_tab(snapshot: Snapshot) -> Tab:

@@ -271,10 +271,11 @@ def _bid_offer_prices(
 
 
 def _bm_units(sink: Sink, units: list[str]) -> list[Row] | None:
-    """Reference rows of the accepted units from ``bmunits_latest``; None if the warehouse
-    has no BM-unit reference data (dataset BMUNITS) yet."""
-    if "BMUNITS" not in catalog.BY_CODE:
-        return None
+    """Reference rows of the accepted units from ``bmunits_latest`` (the register as last
+    fetched); None if the warehouse has no BM-unit reference data (dataset BMUNITS) yet."""
+    reference = catalog.BY_CODE.get("BMUNITS")
+    if reference is None or sink.newest_day(reference) is None:
+        return None  # not in the catalog, or never loaded: unit types are unknown
     if not units:
         return []
     listed = ", ".join("'" + unit.replace("'", "''") + "'" for unit in units)

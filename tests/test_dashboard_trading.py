@@ -3,7 +3,6 @@ every key number below is worked out by hand."""
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from sheets.model import (
     Dashboard,
     build,
     frequency_stats,
+    is_battery,
     robust_bounds,
     unit_volumes,
 )
@@ -229,15 +229,21 @@ def test_balancing_per_unit_volumes_prices_and_batteries(trading_warehouse) -> N
     assert row_of(without, BALANCING, "Accepted bid volume (BOALF)")[1] == pytest.approx(-25.0)
     assert row_of(without, BALANCING, "Acceptances (BOALF)")[1] == 3
 
-    references = [
-        {"nationalGridBmUnit": "BATT-1", "bmUnitName": "Example BESS", "fuelType": None,
-         "bmUnitType": "E", "leadPartyName": "Battery Co"},
-        {"nationalGridBmUnit": "GAS-1", "bmUnitName": "Peterhead", "fuelType": "CCGT",
-         "bmUnitType": "T", "leadPartyName": "Gas Co"},
-    ]
-    dashboard = build(dataclasses.replace(snapshot, bm_units=references))
+    # BM-unit reference data arrives (dataset BMUNITS): the battery has no fuel type, as
+    # Elexon's register gives most batteries, and a name that says what it is.
+    store(trading_warehouse, "BMUNITS", [
+        {"nationalGridBmUnit": "BATT-1", "elexonBmUnit": "E_BATT-1", "bmUnitName": "Example BESS",
+         "fuelType": None, "bmUnitType": "E", "leadPartyName": "Battery Co"},
+        {"nationalGridBmUnit": "GAS-1", "elexonBmUnit": "T_GAS-1", "bmUnitName": "Peterhead",
+         "fuelType": "CCGT", "bmUnitType": "T", "leadPartyName": "Gas Co"},
+        {"nationalGridBmUnit": "PUMP-1", "elexonBmUnit": "T_PUMP-1",
+         "bmUnitName": "Pumped Storage 1", "fuelType": "PS", "bmUnitType": "T"},
+    ])
+    dashboard = build(gather(trading_warehouse, NOW))
     assert row_of(dashboard, BALANCING, "BATT-1")[1:4] == ["Example BESS", "E", "yes"]
     assert row_of(dashboard, BALANCING, "GAS-1")[1:4] == ["Peterhead", "CCGT / T", "no"]
+    assert row_of(dashboard, BALANCING, "GAS-1")[10] == "Gas Co"
+    assert "bmunits_latest" in dashboard.tab(BALANCING).cell(1, 0).value
     assert row_of(dashboard, BALANCING, "Battery offer volume")[1] == pytest.approx(12.5)
     assert row_of(dashboard, BALANCING, "Battery bid volume")[1] == pytest.approx(-25.0)
     # Ranked by accepted MWh: the gas unit's 100 MWh above the battery's 37.5.
@@ -259,6 +265,15 @@ def test_later_acceptance_replaces_an_earlier_one_where_they_overlap() -> None:
     (volume,) = unit_volumes(segments).values()
     assert volume.offer_mwh == pytest.approx(50.0) and volume.periods == {
         21: (pytest.approx(50.0), 0.0), 22: (0.0, 0.0)}
+
+
+def test_battery_flag_from_reference_rows() -> None:
+    assert is_battery({"fuelType": None, "bmUnitName": "Example BESS"})
+    assert is_battery({"fuelType": "OTHER", "bmUnitName": "Big Battery Storage"})
+    assert is_battery({"fuelType": "BATTERY", "bmUnitName": "X"})
+    assert not is_battery({"fuelType": "PS", "bmUnitName": "Pumped Storage 1"})
+    assert not is_battery({"fuelType": "WIND", "bmUnitName": "Battery Hill Wind Farm"})
+    assert not is_battery({"fuelType": None, "bmUnitName": "Aberdare Power Station"})
 
 
 def test_robust_bounds_leave_a_spike_off_the_axis() -> None:

@@ -346,7 +346,10 @@ def _api_message(response: requests.Response) -> str:
         parts = [str(body.get(k)) for k in ("title", "detail", "message") if body.get(k)]
         errors = body.get("errors")
         if isinstance(errors, dict):
-            parts += [f"{k}: {' '.join(map(str, v if isinstance(v, list) else [v]))}" for k, v in errors.items()]
+            for key, value in errors.items():
+                text = " ".join(map(str, value if isinstance(value, list) else [value]))
+                # Model-level errors (a reversed or too wide window) have the empty key.
+                parts.append(f"{key}: {text}" if key else text)
         elif errors:
             parts.append(str(errors))
         if parts:

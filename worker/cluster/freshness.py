@@ -87,7 +87,13 @@ def newest_instant(dataset: Dataset, table: pa.Table, day: dt.date) -> dt.dateti
 
 
 def newest_row(sink: Sink, dataset: Dataset, today: dt.date | None = None) -> dt.datetime | None:
-    """Newest row instant of the dataset's newest stored day, however old (``today`` unused)."""
+    """Newest row instant of the dataset's newest stored day, however old (``today`` unused).
+
+    A snapshot (reference) dataset describes no instant: its age is its last fetch's."""
+    if dataset.snapshot:
+        coverage = sink.read_coverage(dataset, [dataset.chunk_day(today or dt.date.today())])
+        fetched = next(iter(coverage.values()), None)
+        return None if fetched is None or fetched.status != "complete" else fetched.fetched_utc
     day = sink.newest_day(dataset)
     if day is None:
         return None

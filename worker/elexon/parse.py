@@ -56,7 +56,9 @@ class ParsedRows:
 def _typed_column(dataset: Dataset, name: str, arrow_type: pa.DataType, values: list[Any]) -> pa.Array:
     """One column converted strictly: no silent truncation, errors name a bad value."""
     try:
-        if arrow_type == TS or arrow_type == DATE:
+        if arrow_type == TS:
+            return _utc_strings(pa.array(values, pa.string())).cast(arrow_type)
+        if arrow_type == DATE:
             return pa.array(values, pa.string()).cast(arrow_type)
         if pa.types.is_integer(arrow_type):
             raw = pa.array(values)
@@ -84,6 +86,21 @@ def _typed_column(dataset: Dataset, name: str, arrow_type: pa.DataType, values: 
         raise SchemaError(
             f"{dataset.code}: field {name!r} expects {arrow_type}, got {bad!r} ({exc})"
         ) from None
+
+
+_ZONE = r"([zZ]|[+-]\d\d(:?\d\d)?)$"
+
+
+def _utc_strings(strings: pa.Array) -> pa.Array:
+    """Date-time strings with their zone; a string without one is UTC.
+
+    The API writes a few date-times without a zone (B1610's ``halfHourEndTime``); they are UTC:
+    settlement period 1 of a BST day ends at 23:30 on the previous date, period 2 at 00:00.
+    """
+    has_zone = pc.match_substring_regex(strings, _ZONE)
+    if pc.all(pc.fill_null(has_zone, True)).as_py():
+        return strings
+    return pc.if_else(has_zone, strings, pc.binary_join_element_wise(strings, "Z", ""))
 
 
 def _nested_column(arrow_type: pa.DataType, values: list[Any]) -> pa.Array:
@@ -119,7 +136,9 @@ def _first_bad(values: list[Any], arrow_type: pa.DataType) -> Any:
 
 
 def _typed_scalar_ok(value: Any, arrow_type: pa.DataType) -> None:
-    if arrow_type == TS or arrow_type == DATE:
+    if arrow_type == TS:
+        _utc_strings(pa.array([value], pa.string())).cast(arrow_type)
+    elif arrow_type == DATE:
         pa.array([value], pa.string()).cast(arrow_type)
     elif pa.types.is_integer(arrow_type):
         if isinstance(value, bool):

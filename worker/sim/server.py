@@ -22,7 +22,7 @@ import threading
 import time
 import traceback
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
@@ -40,7 +40,7 @@ from worker.sim.faults import (
     revise_rows,
     truncate_body,
 )
-from worker.sim.generators import GENERATOR_CLASSES, Generator, dumps, generators
+from worker.sim.generators import Generator, dumps, generators
 
 BASE_PATH = "/bmrs/api/v1"
 RETRY_AFTER_S = 1
@@ -72,13 +72,15 @@ class Response:
     delay_s: float = 0.0
 
 
-def _routes() -> tuple[dict[str, Route], list[tuple[re.Pattern[str], catalog.Dataset]]]:
-    """Exact paths and path templates of every catalog dataset, lower-cased."""
+def _routes(
+    codes: Collection[str],
+) -> tuple[dict[str, Route], list[tuple[re.Pattern[str], catalog.Dataset]]]:
+    """Exact paths and path templates of the catalog datasets with rows here, lower-cased."""
     exact: dict[str, Route] = {}
     templates: list[tuple[re.Pattern[str], catalog.Dataset]] = []
     for dataset in catalog.DATASETS:
-        if dataset.code not in GENERATOR_CLASSES:
-            continue  # not calibrated: answered generically, if at all
+        if dataset.code not in codes:
+            continue  # no generator here: answered generically, if at all
         endpoint = dataset.endpoint.lower()
         if "{" in endpoint:
             before, _, after = endpoint.partition("{")
@@ -137,7 +139,7 @@ class SimulatorApp:
         spec = faults if isinstance(faults, FaultSpec) else parse_faults(faults)
         self.faults = FaultInjector(spec, seed)
         self.generators: dict[str, Generator] = generators(seed, scale)
-        self._exact, self._templates = _routes()
+        self._exact, self._templates = _routes(self.generators)
         self._clock = clock or (lambda: dt.datetime.now(settlement.UTC))
 
     def route(self, path: str) -> Route | None:

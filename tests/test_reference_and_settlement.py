@@ -193,3 +193,33 @@ def test_a_snapshot_is_as_fresh_as_its_last_fetch(
     ingest_chunk(client, warehouse, dataset, DAY)
     newest = newest_row(warehouse, dataset)
     assert newest is not None and before <= newest <= dt.datetime.now(dt.UTC)
+
+
+def test_gaps_and_the_sweep_see_a_snapshot_as_its_one_partition(
+    elexon: tuple[Elexon, ElexonClient], bmrs_env: pytest.MonkeyPatch, data_dir: Path
+) -> None:
+    from click.testing import CliRunner
+
+    from worker.cli import main
+    from worker.cluster.sweep import due_chunks, refetch_reason, sweep
+
+    def gaps() -> list[dict[str, Any]]:
+        result = CliRunner().invoke(
+            main, ["gaps", "--dataset", "BMUNITS", "--start", "2026-10-01", "--end", "2026-10-07", "--json"]
+        )
+        assert result.exit_code == 0, result.output
+        return json.loads(result.output)
+
+    assert [(g["date"], g["status"]) for g in gaps()] == [("2000-01-01", "missing")]
+    warehouse = LocalWarehouse(data_dir)
+    bmunits = catalog.get("BMUNITS")
+    assert [c.day for c in due_chunks(warehouse, [bmunits], DAY, DAY)] == [catalog.SNAPSHOT_DAY]
+    state, client = elexon
+    state.bodies["/reference/bmunits/all"] = _bmunits_with([])
+    ingest_chunk(client, warehouse, bmunits, DAY)
+    assert [(g["date"], g["status"]) for g in gaps()] == [("2000-01-01", "complete")]
+    assert sweep(warehouse, [bmunits], dt.date.today(), 7) == []  # fetched today: nothing due
+    # Fetched before today's start: the sweep refreshes it (reference data is daily).
+    stored = warehouse.read_coverage(bmunits, [catalog.SNAPSHOT_DAY])[catalog.SNAPSHOT_DAY]
+    stored.fetched_utc = dt.datetime.now(dt.UTC) - dt.timedelta(days=2)
+    assert refetch_reason(bmunits, stored) == "stale: reference snapshot, refreshed daily"

@@ -569,7 +569,7 @@ def demo_command(
             gaps = [
                 c
                 for d in chosen
-                for c in sink.coverage_range(d, start, end)
+                for c in sink.coverage_range(d, *d.chunk_range(start, end))
                 if c.status != "complete"
             ]
             Console().print(

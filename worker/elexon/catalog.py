@@ -251,6 +251,11 @@ class Dataset:
         """The partition a fetch for ``day`` stores into: the day itself, or SNAPSHOT_DAY."""
         return SNAPSHOT_DAY if self.snapshot else day
 
+    def chunk_range(self, first: dt.date, last: dt.date) -> tuple[dt.date, dt.date]:
+        """The stored days a range of days maps to (a snapshot: its one partition), for
+        coverage reports that would otherwise list a snapshot as missing on every day."""
+        return (SNAPSHOT_DAY, SNAPSHOT_DAY) if self.snapshot else (first, last)
+
     def describe(self) -> dict[str, object]:
         """The public JSON shape of ``bmrs datasets --json``."""
         return {

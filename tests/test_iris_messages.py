@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 
 import orjson
+import pyarrow as pa
+import pyarrow.compute  # noqa: F401 (pa.compute)
 import pytest
 
 from iris_listener.bodies import MissingBodyError, body_key, put_bodies
@@ -25,6 +27,7 @@ from iris_listener.messages import (
 from iris_listener.stream import store_batch
 from tests.support.redis import RedisServer
 from worker.elexon import catalog
+from worker.elexon.parse import parse_rows
 from worker.sim.iris import IrisFeed
 from worker.sinks.local import LocalWarehouse
 
@@ -175,3 +178,30 @@ def test_every_dataset_iris_sends_is_accepted(code: str) -> None:
     from iris_listener.messages import dataset_of
 
     assert dataset_of(IrisMessage(message_id=f"{code}_202510261200.json", subject=code, body=b"[]")).code == code
+
+
+@pytest.mark.parametrize(
+    "sample",
+    ["INDO__gridskew-indo.json", "ITSDO__gridskew-itsdo.json", "NDF__gridskew-ndf_truncated.json",
+     "B1610__gridskew-b1610_stream.json"],
+)
+def test_a_dataset_new_to_the_catalog_from_iris_appears_in_its_unified_view(
+    sample: str, data_dir: Path
+) -> None:
+    """Real rows of datasets the catalog gained, sent as IRIS sends them (a bare array), are
+    accepted and stored as stream rows, and every one shows in ``<code>_unified``."""
+    from worker.elexon.coverage import digest
+    from worker.elexon.dedup import conform
+
+    body = json.loads((Path(__file__).resolve().parents[2] / "shared/elexon/samples" / sample).read_text())
+    rows = body if isinstance(body, list) else body["data"]
+    code = sample.split("__")[0]
+    dataset, count = check(IrisMessage(f"{code}_1.json", code, orjson.dumps(rows)))
+    assert (dataset.code, count) == (code, len(rows))
+    sink = LocalWarehouse(data_dir)
+    table = conform(dataset, parse_rows(dataset, rows, source="iris").table)
+    for day in sorted(set(table.column("_day").to_pylist())):
+        mine = table.filter(pa.compute.equal(table.column("_day"), pa.scalar(day, pa.date32())))
+        sink.append_stream(dataset, day, mine, digest(mine))
+    unified = sink.query(f"SELECT _hash_key FROM {dataset.table}_unified").column("_hash_key")
+    assert sorted(unified.to_pylist()) == sorted(table.column("_hash_key").to_pylist())

@@ -239,24 +239,44 @@ class _SlowWideWindows(http.server.ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), Handler)
 
 
-def test_a_window_that_keeps_timing_out_is_split_and_learned(data_dir: Path) -> None:
+@pytest.fixture
+def slow_wide_windows() -> Iterator[_SlowWideWindows]:
     server = _SlowWideWindows()
     thread = threading.Thread(
         target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
     )
     thread.start()
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}"
-        client = fast_client(url, timeout_s=1.0, retries=6)
-        coverage = ingest_chunk(client, LocalWarehouse(data_dir), catalog.get("BOALF"), ORDINARY)
-    finally:
-        server.shutdown()
-        server.server_close()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_window_that_keeps_timing_out_is_split_and_learned(
+    slow_wide_windows: _SlowWideWindows, data_dir: Path
+) -> None:
+    server = slow_wide_windows
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    client = fast_client(url, timeout_s=1.0, retries=6)
+    coverage = ingest_chunk(client, LocalWarehouse(data_dir), catalog.get("BOALF"), ORDINARY)
     assert coverage.status == "complete" and coverage.rows > 0
     assert client.windows.get("BOALF") == dt.timedelta(hours=6)
     # Three timeouts at 24 h, three at 12 h, then four 6-hour windows.
     assert server.widths.count(max(server.widths)) == 3
     assert len(server.narrow_starts) == 4
+
+
+def test_a_timing_out_window_is_split_sooner_when_the_task_has_no_time_for_three(
+    slow_wide_windows: _SlowWideWindows, data_dir: Path
+) -> None:
+    server = slow_wide_windows
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    # A budget of 1.5 s cannot hold a second 1-second timeout: split after the first.
+    client = fast_client(url, timeout_s=1.0, retries=6, split_budget_s=1.5)
+    coverage = ingest_chunk(client, LocalWarehouse(data_dir), catalog.get("BOALF"), ORDINARY)
+    assert coverage.status == "complete"
+    assert client.windows.get("BOALF") == dt.timedelta(hours=6)
+    assert server.widths.count(max(server.widths)) == 1
+    assert coverage.requests == 2 + 4  # one refused at 24 h, one at 12 h, four of 6 h
 
 
 _LEARN = """
@@ -373,3 +393,22 @@ def test_the_simulator_answers_a_year_of_mid_but_refuses_a_decade_of_bod_as_too_
     assert time.monotonic() - started < 2
     message = json.loads(decade.body)["errors"][""][0]
     assert decade.status == 400 and is_range_refusal(400, message)
+
+
+def test_each_process_kind_gets_the_store_it_shares(
+    bmrs_env: pytest.MonkeyPatch, redis_server: RedisServer, data_dir: Path
+) -> None:
+    from worker.cluster.dispatch import WorkerResources
+    from worker.elexon.client import client_from_settings
+
+    local = client_from_settings(get_settings())
+    assert isinstance(local.windows, FileWindowStore)
+    assert local.windows.path == data_dir / "learned_windows.json"
+    assert local.split_budget_s == get_settings().task_soft_time_limit_s / 2
+    bmrs_env.setenv("BMRS_BROKER_URL", redis_server.url)
+    get_settings.cache_clear()
+    assert isinstance(client_from_settings(get_settings()).windows, RedisWindowStore)
+    worker = WorkerResources.from_settings(get_settings())
+    assert isinstance(worker.client.windows, RedisWindowStore)
+    worker.client.windows.learn("BOD", HOUR)
+    assert RedisWindowStore(redis_server.client()).get("BOD") == HOUR

@@ -9,7 +9,8 @@ exist (bare list, ``{"data"}``, ``{"metadata", "data"}``).
 Request windows are learned, not assumed: a chunk starts with the widest window its dataset
 plausibly allows (``Dataset.max_window``, narrowed by a limit learned earlier, see
 :mod:`worker.elexon.windows`). A 400 saying the range is too large, or a window that times
-out or comes back cut :data:`SPLIT_AFTER` times in a row, halves the window (to a limit the
+out or comes back cut :data:`SPLIT_AFTER` times in a row (fewer when another timeout would
+not fit in ``split_budget_s``, the task's time limit), halves the window (to a limit the
 API's message states, when it states one), remembers it, and goes on, down to one settlement
 period; there, or on any other 400, the error is real.
 """
@@ -384,6 +385,7 @@ class ElexonClient:
         backoff_max_s: float = 60.0,
         acquire: Callable[[], None] | None = None,
         windows: WindowStore | None = None,
+        split_budget_s: float | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.session = session or requests.Session()
@@ -397,6 +399,10 @@ class ElexonClient:
         self.requests_made = 0
         # Learned window limits, shared with every process using the same store.
         self.windows: WindowStore = windows if windows is not None else MemoryWindowStore()
+        # Seconds a window may spend timing out before it is split even under SPLIT_AFTER
+        # times: a worker's task is stopped at its time limit, and a split made before then
+        # is remembered, so the retried task starts narrower instead of timing out again.
+        self.split_budget_s = split_budget_s
         self._announced: set[tuple[str, dt.timedelta]] = set()
 
     def start_window(self, dataset: Dataset) -> dt.timedelta:
@@ -488,10 +494,12 @@ class ElexonClient:
         """GET with retries on 429/5xx/connection errors/cut bodies; rows of the envelope.
 
         With ``splittable``, a window that times out or comes back cut :data:`SPLIT_AFTER`
-        times in a row raises :class:`WindowTooLargeError` instead of being retried whole.
+        times in a row, or sooner when another timeout would overrun ``split_budget_s``,
+        raises :class:`WindowTooLargeError` instead of being retried whole.
         """
         last_error = ""
         too_big_streak = 0  # consecutive timeouts / cut bodies of this window
+        streak_started = time.monotonic()
         for attempt in range(self.retries + 1):
             self.acquire()
             self.requests_made += 1
@@ -503,7 +511,7 @@ class ElexonClient:
                 too_big_streak += 1
             except requests.ConnectionError as exc:
                 last_error = f"{type(exc).__name__}: {exc}"
-                too_big_streak = 0
+                too_big_streak, streak_started = 0, time.monotonic()
             else:
                 if response.status_code == 200:
                     try:
@@ -514,7 +522,7 @@ class ElexonClient:
                 elif response.status_code in RETRY_STATUSES:
                     last_error = f"HTTP {response.status_code}: {_api_message(response)}"
                     wait = _retry_after_seconds(response)
-                    too_big_streak = 0
+                    too_big_streak, streak_started = 0, time.monotonic()
                 else:
                     message = _api_message(response)
                     text = f"{what}: HTTP {response.status_code} from {response.url}: {message}"
@@ -524,7 +532,9 @@ class ElexonClient:
                             stated=stated_limit(message),
                         )
                     raise PermanentApiError(text, url=response.url, status=response.status_code)
-            if splittable and too_big_streak >= SPLIT_AFTER:
+            if splittable and too_big_streak and (
+                too_big_streak >= SPLIT_AFTER or self._no_time_for_another(streak_started)
+            ):
                 raise WindowTooLargeError(
                     f"{what}: timed out or cut short {too_big_streak} times in a row on {url}: "
                     f"{last_error}",
@@ -539,6 +549,13 @@ class ElexonClient:
         raise TransientApiError(
             f"{what}: gave up after {self.retries + 1} attempts on {url}: {last_error}", url=url
         )
+
+    def _no_time_for_another(self, streak_started: float) -> bool:
+        """Whether one more timeout of this window would run past ``split_budget_s``."""
+        if self.split_budget_s is None:
+            return False
+        spent = time.monotonic() - streak_started
+        return spent + self.timeout_s > self.split_budget_s
 
 
 def _span(window: dt.timedelta) -> str:
@@ -561,4 +578,6 @@ def client_from_settings(
         retries=settings.http_retries,
         acquire=acquire,
         windows=windows if windows is not None else store_from_settings(settings),
+        # Split a timing-out window while a worker's task still has time to remember it.
+        split_budget_s=settings.task_soft_time_limit_s / 2,
     )

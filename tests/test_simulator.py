@@ -114,7 +114,24 @@ def sample(rows: list[Any], size: int = 300) -> list[Any]:
 # The datasets with a calibrated generator (the 16 core ones); the rest of the catalog is
 # answered generically from the spec and tested with it.
 CALIBRATED = [d for d in catalog.DATASETS if d.code in GENERATOR_CLASSES]
-CORE = "FUELINST FUELHH FREQ MID BOD BOALF DISBSAD NETBSAD INDGEN INDDEM PN QPN MELS MILS REMIT DISEBSP"
+CORE = (
+    "FUELINST FUELHH FREQ MID BOD BOALF DISBSAD NETBSAD INDGEN INDDEM PN QPN MELS MILS REMIT DISEBSP"
+    " INDO ITSDO NDF B1610"
+)
+# Fields where real answers break the spec, so the simulator's do too (the real samples are
+# the judge; samples/SOURCES.md): left out of schema validation, field name -> how.
+SPEC_DEVIATIONS = {
+    "B1610": {
+        "halfHourEndTime": "no zone suffix (2026-08-09T00:00:00)",
+        "settlementRunType": "sent (II) though the spec's row has no such field",
+    },
+}
+
+
+def conforming_part(code: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows without the fields where real answers deviate from the spec."""
+    deviating = SPEC_DEVIATIONS.get(code, {})
+    return [{k: v for k, v in row.items() if k not in deviating} for row in rows]
 
 
 def test_every_core_dataset_has_one_generator() -> None:
@@ -129,12 +146,13 @@ def test_rows_validate_against_the_openapi_schema(
     body = get(sim.url, path, **params).json()
     rows = body["data"] if isinstance(body, dict) else body
     assert rows, f"{dataset.code}: no rows for {params}"
-    envelope = {**body, "data": sample(rows)} if isinstance(body, dict) else sample(rows)
+    checked = conforming_part(dataset.code, sample(rows))
+    envelope = {**body, "data": checked} if isinstance(body, dict) else checked
     spec_path = dataset.endpoint
     response_validator(spec, spec_path).validate(envelope)
     expected = set(dataset.field_names) | (
         {"dataset"} if dataset.param_style != "path_date" else set()
-    )
+    ) | set(SPEC_DEVIATIONS.get(dataset.code, {}))
     if GENERATOR_CLASSES[dataset.code].omits_nulls:
         # The REMIT stream leaves null fields out (real samples).
         assert all(set(row) <= expected and None not in row.values() for row in rows)
@@ -161,7 +179,9 @@ def test_non_stream_variant_wraps_the_same_rows_in_data(
     body = get(sim.url, list_path, **params).json()
     assert set(body) == {"data"}
     assert sorted(map(orjson.dumps, body["data"])) == sorted(map(orjson.dumps, stream))
-    response_validator(spec, list_path).validate({"data": sample(body["data"])})
+    response_validator(spec, list_path).validate(
+        {"data": conforming_part(dataset.code, sample(body["data"]))}
+    )
 
 
 def test_system_prices_match_the_real_response_shape(sim: RunningSimulator) -> None:
@@ -738,11 +758,13 @@ def test_a_bod_day_at_full_scale_is_served_in_hourly_windows_quickly(
 # ---------------------------------------------------------------- independent conformance
 
 # Every catalog endpoint, plus the non-stream twin of each stream endpoint.
+# (Datasets whose real answers deviate from the spec's formats are left out: see above.)
+CONFORMING = [d for d in CALIBRATED if d.code not in SPEC_DEVIATIONS]
 CATALOG_PATHS = sorted(
-    {d.endpoint for d in CALIBRATED}
+    {d.endpoint for d in CONFORMING}
     | {
         d.endpoint.removesuffix("/stream")
-        for d in CALIBRATED
+        for d in CONFORMING
         if d.endpoint.endswith("/stream")
     }
 )

@@ -941,6 +941,27 @@ GENERATOR_CLASSES: dict[str, type[Generator]] = {
     )
 }
 
+# Datasets whose real samples came with the spec-driven catalog; their module builds on the
+# classes above, so it is imported once they exist.
+from worker.sim.calibrated_more import (  # noqa: E402
+    InitialDemandOutturn,
+    MeteredVolumes,
+    NationalDemandForecast,
+    TransmissionDemandOutturn,
+)
+
+GENERATOR_CLASSES.update(
+    {
+        cls.code: cls
+        for cls in (
+            InitialDemandOutturn,
+            TransmissionDemandOutturn,
+            NationalDemandForecast,
+            MeteredVolumes,
+        )
+    }
+)
+
 
 def generators(seed: int, scale: float) -> dict[str, Generator]:
     """One generator per catalog dataset that has a calibrated one (the core datasets); the

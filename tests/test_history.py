@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import http.server
 import json
 import math
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -102,3 +104,50 @@ def test_a_probe_of_a_big_dataset_asks_for_one_period_when_it_has_data(
     assert has_data(client(running.url + BASE_PATH), catalog.get("BOD"), UNTIL)
     [line] = logged(log, 1)
     assert "from=2025-11-05T12%3A00%3A00Z&to=2025-11-05T12%3A29%3A59Z" in line["query"]
+
+
+class _StackFromDay(http.server.ThreadingHTTPServer):
+    """A stand-in for the per-period settlement stack: rows from FIRST on, counting requests."""
+
+    daemon_threads = True
+    FIRST = dt.date(2020, 2, 1)
+
+    def __init__(self) -> None:
+        self.paths: list[str] = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(handler) -> None:  # noqa: N802
+                self.paths.append(handler.path)
+                day = dt.date.fromisoformat(handler.path.split("/")[-2])
+                rows = [{"settlementDate": day.isoformat()}] if day >= self.FIRST else []
+                body = json.dumps({"data": rows}).encode()
+                handler.send_response(200)
+                handler.send_header("Content-Length", str(len(body)))
+                handler.end_headers()
+                handler.wfile.write(body)
+
+            def log_message(handler, *args: object) -> None:
+                pass
+
+        super().__init__(("127.0.0.1", 0), Handler)
+
+
+def test_a_per_period_endpoint_is_probed_at_two_periods_a_side_not_fifty() -> None:
+    server = _StackFromDay()
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        found = first_day_with_data(client(url), catalog.get("ISPSTACK"), until=UNTIL)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert found.first_day_with_data == _StackFromDay.FIRST
+    # Two sides x two periods on a day without data, fewer where the first answers.
+    assert found.requests == len(server.paths) <= 4 * (2 + math.ceil(math.log2(9000)))
+    assert {p.rsplit("/", 1)[1] for p in server.paths} <= {"1", "25"}
+
+
+def test_history_of_a_reference_snapshot_says_there_is_none(bmrs_env: pytest.MonkeyPatch) -> None:
+    result = CliRunner().invoke(main, ["history", "BMUNITS"])
+    assert result.exit_code == 2 and "reference snapshot" in result.output

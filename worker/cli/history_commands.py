@@ -24,6 +24,8 @@ def history_command(dataset: str, as_json: bool) -> None:
     client = client_from_settings(settings)
     try:
         found = first_day_with_data(client, chosen)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
     except ApiError as exc:
         raise UserError(f"{chosen.code}: history search stopped: {exc}") from None
     if as_json:

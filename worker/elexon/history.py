@@ -22,7 +22,7 @@ from worker.elexon.client import (
     splits,
     time_window,
 )
-from worker.elexon.settlement import PERIOD, current_settlement_day, day_window_utc
+from worker.elexon.settlement import PERIOD, current_settlement_day, day_window_utc, period_start
 
 # Before any Elexon dataset: BMRS data under NETA starts on 2001-03-27.
 SEARCH_FROM = dt.date(2001, 1, 1)
@@ -75,7 +75,12 @@ def has_data(client: ElexonClient, dataset: Dataset, day: dt.date) -> bool:
     """Whether the API returns at least one row of the dataset for this settlement day."""
     try:
         if not splits(dataset):
-            return any(client.fetch_window(dataset, w).rows for w in request_windows(dataset, day))
+            windows = request_windows(dataset, day)
+            if dataset.param_style == "path_period":
+                # One request per period (and side): ask for the first and noon periods only.
+                probes = {period_start(day, 1), period_start(day, 25)}
+                windows = [w for w in windows if w.start in probes] or windows[:1]
+            return any(client.fetch_window(dataset, w).rows for w in windows)
         start, _ = day_window_utc(day)
         noon = start + _NOON
         if client.fetch_window(dataset, time_window(dataset, noon, noon + PERIOD)).rows:
@@ -95,7 +100,11 @@ def first_day_with_data(
     until: dt.date | None = None,
 ) -> HistoryStart:
     """Binary search for the first settlement day with data, from ``search_from`` to
-    ``until`` (default yesterday)."""
+    ``until`` (default yesterday). Reference snapshots have no history to search."""
+    if dataset.param_style == "snapshot":
+        raise ValueError(
+            f"{dataset.code} is a reference snapshot: the API serves it whole, with no days"
+        )
     before = client.requests_made
     low, high = search_from, until or current_settlement_day() - dt.timedelta(days=1)
     found: dt.date | None

@@ -412,3 +412,17 @@ def test_each_process_kind_gets_the_store_it_shares(
     assert isinstance(worker.client.windows, RedisWindowStore)
     worker.client.windows.learn("BOD", HOUR)
     assert RedisWindowStore(redis_server.client()).get("BOD") == HOUR
+
+
+def test_a_broker_that_does_not_answer_falls_back_to_the_file(
+    bmrs_env: pytest.MonkeyPatch, data_dir: Path
+) -> None:
+    from tests.support.env import free_port
+    from worker.elexon.windows import store_from_settings
+
+    bmrs_env.setenv("BMRS_BROKER_URL", f"redis://127.0.0.1:{free_port()}/0")
+    get_settings.cache_clear()
+    started = time.monotonic()
+    store = store_from_settings(get_settings())
+    assert isinstance(store, FileWindowStore) and store.path == data_dir / "learned_windows.json"
+    assert time.monotonic() - started < 5

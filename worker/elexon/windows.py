@@ -10,7 +10,8 @@ a too-narrow window costs requests, not data. To forget one, ``bmrs datasets --f
 
 Where it lives:
 
-- **Redis** (the cluster's, when ``BMRS_BROKER_URL`` is set, and always on workers): one hash,
+- **Redis** (the cluster's, when ``BMRS_BROKER_URL`` is set and answers, and always on
+  workers): one hash,
   ``bmrs:learned_windows``, dataset code -> seconds, no TTL. Shrinking is one Lua script, so
   concurrent workers agree and exactly one of them logs the change.
 - **A file** (in-process ``bmrs ingest`` with no broker): ``BMRS_DATA_DIR/learned_windows.json``,
@@ -197,12 +198,26 @@ class FileWindowStore:
 
 
 def store_from_settings(settings: Settings) -> WindowStore:
-    """The cluster's Redis when a broker is configured, else the file in the data dir."""
-    if settings.broker_url:
-        from worker.cluster.broker import redis_client
+    """The cluster's Redis when a broker is configured and answers, else the file in the data
+    dir (an in-process command must not wait on a cluster that is not running)."""
+    files = FileWindowStore(Path(settings.data_dir) / FILE_NAME)
+    if not settings.broker_url:
+        return files
+    import redis as redis_lib
 
-        return RedisWindowStore(redis_client(settings))
-    return FileWindowStore(Path(settings.data_dir) / FILE_NAME)
+    from worker.cluster.broker import masked_url, redis_client
+
+    try:
+        redis_lib.Redis.from_url(
+            settings.broker_url, socket_connect_timeout=2, socket_timeout=2
+        ).ping()
+    except redis_lib.RedisError as exc:
+        log.warning(
+            "learned windows: the broker at %s does not answer (%s); using %s instead",
+            masked_url(settings.broker_url), exc, files.path,
+        )
+        return files
+    return RedisWindowStore(redis_client(settings))
 
 
 def iso_duration(window: dt.timedelta) -> str:

@@ -22,10 +22,7 @@ import zlib
 from pathlib import Path
 from typing import Any
 
-import gspread
 import requests
-from google.auth.transport.requests import AuthorizedSession
-from google.oauth2 import service_account
 from urllib3.util.retry import Retry
 
 from sheets.model import STYLES, Cell, Chart, Dashboard, Range, Tab, london
@@ -86,6 +83,10 @@ def service_account_session(credentials_file: Path | None) -> requests.Session:
             "(or GOOGLE_APPLICATION_CREDENTIALS) to the JSON key file, or unset BMRS_SHEETS_ID "
             "to write the local workbook instead"
         )
+    # Google's libraries load in half a second: only when a Sheet is written, not per command.
+    from google.auth.transport.requests import AuthorizedSession
+    from google.oauth2 import service_account
+
     try:
         credentials = service_account.Credentials.from_service_account_file(
             str(credentials_file), scopes=SCOPES
@@ -109,6 +110,8 @@ def write_dashboard(
 ) -> WriteReport:
     """Write every tab's owned block; create the tabs the spreadsheet lacks."""
     apply_backoff(session, retry or backoff())
+    import gspread
+
     http = gspread.Client(auth=None, session=session).http_client  # type: ignore[arg-type]
     who = _account(session)
     metadata = _call(http.fetch_sheet_metadata, "read the tab list", spreadsheet_id, who,
@@ -163,6 +166,8 @@ def write_dashboard(
 def _call(method: Any, what: str, spreadsheet_id: str, who: str | None, *args: Any,
           **kwargs: Any) -> Any:
     """One Sheets API call, its failure turned into an error that says what to do."""
+    import gspread
+
     try:
         return method(*args, **kwargs)
     except gspread.exceptions.APIError as exc:

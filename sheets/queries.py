@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import redis
 
 from sheets.balancing import (
@@ -302,32 +303,43 @@ def freshness_as_of(
 def _newest_published(
     sink: Sink, datasets: list[catalog.Dataset], now: dt.datetime
 ) -> dict[str, dt.datetime | None]:
-    """Newest instant (each dataset's time field) of a row published by ``now``.
+    """Newest instant (each dataset's time field) of a row published by ``now``, per dataset."""
+    return {d.code: _newest_published_in(sink, d, now) for d in datasets}
 
-    One query over the :data:`AS_OF_SEARCH_DAYS` days before ``now`` (what a recent as-of
-    time needs); only the datasets with nothing there are looked for in every earlier day, so
-    the age is right however old. A dataset without a time field has no instant: None.
+
+def _newest_published_in(
+    sink: Sink, dataset: catalog.Dataset, now: dt.datetime
+) -> dt.datetime | None:
+    """Walks back day by day from the as-of day, through the sink's own day API (no view is
+    bound, so the cost does not grow with history): a day whose kept bounds show every row
+    published and timed by ``now`` answers without being read; otherwise the day is read and
+    cut. Days are read for :data:`AS_OF_SEARCH_DAYS` days at most; further back only kept
+    bounds are consulted (a year), so a long-silent feed still gets its newest row's age.
     """
-    today = local_date(now)
-    since = date_literal(today - dt.timedelta(days=AS_OF_SEARCH_DAYS))
-
-    def newest(chosen: list[catalog.Dataset], days: str) -> dict[str, dt.datetime | None]:
-        parts = [
-            f"SELECT '{d.code}' AS code, MAX({d.time_field}) AS newest FROM {d.table} "
-            f"WHERE {days} AND {cut_condition(d, now)} "
-            f"AND {d.time_field} <= {timestamp_literal(now)}"
-            for d in chosen if d.time_field
-        ]
-        if not parts:
-            return {}
-        return {r["code"]: r["newest"] for r in _rows(sink, " UNION ALL ".join(parts))}
-
-    found = newest(datasets, f"_day BETWEEN {since} AND "
-                             f"{date_literal(today + dt.timedelta(days=1))}")
-    older = [d for d in datasets if d.time_field and found.get(d.code) is None]
-    if older:
-        found.update(newest(older, f"_day < {since}"))
-    return {d.code: found.get(d.code) for d in datasets}
+    field, rule = dataset.time_field, published_by(dataset)
+    newest_day = sink.newest_day(dataset)
+    if field is None or rule is None or newest_day is None:
+        return None
+    cut_field, lag = rule
+    day = min(local_date(now), newest_day)
+    for back in range(AS_OF_SEARCH_DAYS + 366):
+        bounds = sink.day_bounds(dataset, day)
+        if bounds and field in bounds and cut_field in bounds:
+            last_cut, last_time = bounds[cut_field][1], bounds[field][1]
+            if (isinstance(last_cut, dt.datetime) and isinstance(last_time, dt.datetime)
+                    and last_cut + lag <= now and last_time <= now):
+                return last_time
+        if back < AS_OF_SEARCH_DAYS:
+            table = sink.read_day(dataset, day)
+            if table is not None and table.num_rows:
+                public = table.filter(pc.and_(
+                    pc.less_equal(table.column(cut_field), pa.scalar(now - lag)),
+                    pc.less_equal(table.column(field), pa.scalar(now))))
+                newest = pc.max(public.column(field)).as_py() if public.num_rows else None
+                if newest is not None:
+                    return _aware(newest)
+        day -= dt.timedelta(days=1)
+    return None
 
 
 def iris_last_messages(client: redis.Redis | None) -> dict[str, dt.datetime]:

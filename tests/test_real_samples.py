@@ -22,6 +22,7 @@ from urllib.parse import urlencode
 
 import orjson
 import pyarrow as pa
+import pyarrow.compute  # noqa: F401 - pa.compute
 import pytest
 from click.testing import CliRunner
 
@@ -345,6 +346,24 @@ def _json_value(value: Any) -> Any:
     if isinstance(value, dt.date):
         return value.isoformat()
     return value
+
+
+@pytest.mark.parametrize("sample", REPLAY_SAMPLES, ids=str)
+def test_sample_arriving_by_iris_keeps_every_key_in_unified(sample: Sample, data_dir: Path) -> None:
+    """The same rows as IRIS stream rows (no API copy yet): ``_unified`` holds every key."""
+    dataset = sample.dataset
+    warehouse = LocalWarehouse(data_dir)
+    table = parse_rows(dataset, sample.rows, source="iris").table
+    for day in _days(sample):
+        rows = table.filter(pa.compute.equal(table.column("_day"), pa.scalar(day, pa.date32())))
+        warehouse.append_stream(dataset, day, rows, f"{sample.path.stem}-{day}")
+    want = {key_of(dataset, row)[: len(dataset.natural_key)] for row in sample.rows}
+    keys = ", ".join(f'"{k}"' for k in dataset.natural_key)
+    got = {
+        tuple(_json_value(v) for v in row.values())
+        for row in warehouse.query(f"SELECT DISTINCT {keys} FROM {dataset.table}_unified").to_pylist()
+    }
+    assert want <= got, f"{sample}: {len(want - got)} keys lost in {dataset.table}_unified"
 
 
 # ---------------------------------------------------------------- the simulator's answer

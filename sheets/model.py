@@ -96,7 +96,7 @@ STYLES: dict[str, Style] = {
     "price": Style(number="#,##0.00"),
     "gw": Style(number="0.00"),
     "mw": Style(number="#,##0"),
-    "mwh": Style(number="#,##0"),
+    "mwh": Style(number="#,##0.0"),
     "gbp": Style(number="£#,##0"),
     "hz": Style(number="0.000"),
     "share": Style(number="0.0%"),
@@ -157,6 +157,7 @@ class Chart:
     size: tuple[int, int] = (620, 300)  # pixels
     # Fixed value-axis bounds (so one spike does not flatten the rest), else automatic.
     y_bounds: tuple[float, float] | None = None
+    y_major: float | None = None  # gridline spacing with fixed bounds (whole steps from min)
     colors: tuple[str | None, ...] = ()  # per series, #RRGGBB; None = the theme's
     # Category labels: dates with times, so an axis that crosses midnight says which day.
     x_format: str = "d mmm hh:mm"
@@ -388,13 +389,16 @@ def robust_bounds(values: Sequence[float], pad: float = 0.1) -> tuple[float, flo
     spikes = [v for v in values if v < inside[0] or v > inside[-1]]
     low, high = inside[0], inside[-1]
     margin = max((high - low) * pad, 1.0)
-    return _nice(low - margin, down=True), _nice(high + margin, down=False), spikes
+    low, high = low - margin, high + margin
+    step = _nice_step((high - low) / 6)
+    # Bounds on whole steps, so the axis' gridlines fall on round numbers (0, 20, 40...).
+    return math.floor(low / step) * step, math.ceil(high / step) * step, spikes
 
 
-def _nice(value: float, *, down: bool) -> float:
-    """Round to a tidy axis bound (a multiple of 10, or of 1 below 10)."""
-    step = 10.0 if abs(value) >= 10 else 1.0
-    return (math.floor if down else math.ceil)(value / step) * step
+def _nice_step(raw: float) -> float:
+    """The smallest of 1, 2, 2.5, 5 x 10^k at least ``raw``."""
+    magnitude = 10 ** math.floor(math.log10(raw)) if raw > 0 else 1.0
+    return next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
 
 
 # ---------------------------------------------------------------- building the tabs
@@ -547,7 +551,8 @@ def _overview_tab(snapshot: Snapshot, series: list[Series], refs: dict[str, Rang
     tab.charts.append(Chart(
         "line", "Imbalance price and N2EX, last 48 periods (£/MWh)", (row + 3, 0),
         refs["start"], ((IMBALANCE, refs["imbalance"]), ("N2EX", refs["mid"])),
-        "£/MWh", y_bounds=(low, high) if spikes else None, x_interval=6))
+        "£/MWh", y_bounds=(low, high) if spikes else None,
+        y_major=_nice_step((high - low) / 6) if spikes else None, x_interval=6))
     tab.put(row + 19, 0, _spike_note(series, spikes, low, high))
     tab.charts.append(Chart(
         "line", "Generation, wind and transmission demand, last 48 periods (GW)",
@@ -971,13 +976,14 @@ def _frequency_tab(snapshot: Snapshot) -> Tab:
     last = 1 + MINUTES
     ref = lambda col: Range(FREQUENCY, 2, data_col + col, last, data_col + col)  # noqa: E731
     present = [hz for _, hz in samples]
-    low = min([BAND_LOW, *present]) - 0.05
-    high = max([BAND_HIGH, *present]) + 0.05
+    # Whole 0.05 Hz steps around the band and every sample, so gridlines fall on 49.80...
+    low = math.floor((min([BAND_LOW, *present]) - 0.01) * 20) / 20
+    high = math.ceil((max([BAND_HIGH, *present]) + 0.01) * 20) / 20
     tab.charts.append(Chart(
         "line", "Frequency per minute, last 24 hours (Hz)", (16, 0), ref(0),
         (("Min", ref(1)), ("Mean", ref(2)), ("Max", ref(3)),
          (f"{BAND_LOW} Hz", ref(4)), (f"{BAND_HIGH} Hz", ref(5))),
-        "Hz", size=(600, 360), y_bounds=(round(low, 2), round(high, 2)),
+        "Hz", size=(600, 360), y_bounds=(round(low, 2), round(high, 2)), y_major=0.05,
         colors=("#9DC3E6", "#1F3864", "#9DC3E6", "#C00000", "#C00000"), x_interval=120))
     return tab
 
@@ -1105,7 +1111,8 @@ def _prices_tab(snapshot: Snapshot, series: list[Series]) -> Tab:
         "column", f"Daily imbalance-price spread, last {n_days} days (£/MWh)", (3, 11),
         categories, (("Spread", Range(PRICES, history_row, 7, last, 7)),
                      ("Spike (off the axis, see the table)", Range(PRICES, history_row, 8, last, 8))),
-        "£/MWh", size=(720, 340), y_bounds=(low, high), colors=("#5B9BD5", "#C00000"),
+        "£/MWh", size=(720, 340), y_bounds=(low, high), y_major=_nice_step((high - low) / 6),
+        colors=("#5B9BD5", "#C00000"),
         x_format="d mmm", x_interval=3))
     tab.put(history_row + n_days, 0, Cell(
         f"Spikes: days whose spread is far above the rest (3 x IQR and the median beyond the "

@@ -172,6 +172,8 @@ def _insert_chart(workbook: xlsxwriter.Workbook, sheet: Worksheet, chart: Chart)
         y_axis: dict[str, object] = {"name": chart.y_title, "major_gridlines": {"visible": True}}
         if chart.y_bounds is not None:
             y_axis["min"], y_axis["max"] = chart.y_bounds
+        if chart.y_major is not None:
+            y_axis["major_unit"] = chart.y_major
         excel_chart.set_y_axis(y_axis)
     if chart.kind in ("line", "column"):
         # A text axis: a date axis would put all of a day's periods on one point. The labels

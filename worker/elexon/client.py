@@ -151,8 +151,8 @@ def request_windows(
                 windows.append(RequestWindow(path, {}, low, high, dates=(day, day), stamp=stamp))
         return windows
     if style in ("settlement_dates", "settlement_periods"):
-        low, high = WINDOW_PARAMS["settlement_dates"]
-        params = {low: day.isoformat(), high: day.isoformat()}
+        name_from, name_to = WINDOW_PARAMS["settlement_dates"]
+        params = {name_from: day.isoformat(), name_to: day.isoformat()}
         if style == "settlement_periods":
             params[PERIOD_PARAMS[0]] = "1"
             params[PERIOD_PARAMS[1]] = str(periods_in_day(day))

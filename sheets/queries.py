@@ -236,7 +236,10 @@ def gather(
                 catalog.get("REMIT"), today - dt.timedelta(days=remit_span_days - 1), today
             )
         ),
-        iris_last_message=dict(iris_last_message or {}),
+        # The listener keeps only its latest message: one after an as-of time says nothing
+        # about then, so it is left out rather than shown with a negative age.
+        iris_last_message={code: at for code, at in (iris_last_message or {}).items()
+                           if at <= now},
         daily_prices=_rows(sink, f"""
             SELECT settlementDate, MIN(systemSellPrice) AS low, MAX(systemSellPrice) AS high,
                    AVG(systemSellPrice) AS mean, COUNT(systemSellPrice) AS periods

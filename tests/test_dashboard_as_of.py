@@ -124,6 +124,10 @@ def test_mid_period_as_of_shows_only_what_was_published(day_warehouse) -> None:
     assert health.cell(row, 1).value == dt.datetime(2025, 12, 31, 11, 0, tzinfo=UTC)
     assert health.cell(row, 2).value == "1 h 10 min"
     assert "current" in dashboard.tab(OVERVIEW).cell(4, 0).value
+    # The IRIS listener's last message came after 12:10: it says nothing about then.
+    later = build(gather(day_warehouse, AS_OF, iris_last_message={
+        "FUELINST": AS_OF + dt.timedelta(hours=1)}))
+    assert later.tab(OVERVIEW).cell(5, 0).value == "IRIS last message: no IRIS data"
 
 
 def test_later_as_of_sees_the_revisions(day_warehouse) -> None:

@@ -442,7 +442,8 @@ class ElexonClient:
                 if narrower is None:
                     raise
                 self._learn(dataset, asked, narrower, exc)
-                width = narrower
+                # Another worker may have learned narrower still: start there, not above it.
+                width = min(narrower, self.windows.get(dataset.code) or narrower)
                 refused += 1
                 continue
             window_rows.refused, refused = refused, 0
@@ -559,10 +560,9 @@ class ElexonClient:
 
 
 def _span(window: dt.timedelta) -> str:
-    minutes = int(window.total_seconds() // 60)
-    if minutes % 60:
-        return f"{minutes} min"
-    return f"{minutes // 60} h"
+    """``30 min``, ``1.5 h``, ``24 h``: a window width for logs."""
+    minutes = window.total_seconds() / 60
+    return f"{minutes:g} min" if minutes < 60 else f"{minutes / 60:g} h"
 
 
 def client_from_settings(

@@ -17,7 +17,7 @@ import datetime as dt
 from typing import ClassVar
 
 from worker.elexon import settlement
-from worker.sim.generators import HALF_HOUR, Bucket, Generator, Row, _wave, iso
+from worker.sim.generators import HALF_HOUR, Bucket, Decimal3, Generator, Row, _wave, iso
 
 
 class _Outturn(Generator):
@@ -109,7 +109,7 @@ class MeteredVolumes(Generator):
                     "settlementPeriod": bucket.period,
                     "halfHourEndTime": end,
                     "settlementRunType": "II",
-                    "quantity": round(quantity, 3),
+                    "quantity": Decimal3(round(quantity, 3)),
                 }
             )
         return rows

@@ -95,22 +95,43 @@ def _drift(seed: int, name: str, instant: dt.datetime, knot_hours: float) -> flo
     return _knot(seed, name, index) * (1 - weight) + _knot(seed, name, index + 1) * weight
 
 
-class LongDecimal(float):
-    """A number the API spells with 18 decimals (system prices: ``344.249492314814801830``).
+class FixedDecimal(float):
+    """A number the API spells with a fixed number of decimals (:attr:`places`).
 
     Arithmetic on it gives a plain float; :func:`dumps` writes it as the API does.
     """
 
+    places: ClassVar[int]
+
+
+class LongDecimal(FixedDecimal):
+    """System prices: every number with 18 decimals (``344.249492314814801830``)."""
+
+    places = 18
+
+
+class Decimal2(FixedDecimal):
+    """System prices' sell/buy price adjustments: 2 decimals (``0.00``)."""
+
+    places = 2
+
+
+class Decimal3(FixedDecimal):
+    """REMIT capacities and B1610 quantities: 3 decimals (``133.000``, ``179.400``)."""
+
+    places = 3
+
 
 def _encode(value: Any) -> Any:
-    if isinstance(value, LongDecimal):
-        # The shortest repr is the value meant; the API pads it to 18 places.
-        return orjson.Fragment(f"{decimal.Decimal(repr(float(value))):.18f}".encode())
+    if isinstance(value, FixedDecimal):
+        # The shortest repr is the value meant; the API pads it to its places.
+        text = f"{decimal.Decimal(repr(float(value))):.{value.places}f}"
+        return orjson.Fragment(text.encode())
     raise TypeError(f"cannot serialise {type(value).__name__}")
 
 
 def dumps(value: Any) -> bytes:
-    """JSON of simulated rows as the API writes them (18-decimal numbers kept)."""
+    """JSON of simulated rows as the API writes them (fixed-decimal numbers kept)."""
     return orjson.dumps(value, default=_encode)
 
 
@@ -345,13 +366,19 @@ class SystemPrices(Generator):
             "totalSystemTaggedAdjustmentSellVolume": None,
             "totalSystemTaggedAdjustmentBuyVolume": adjust_buy if rng.random() < 0.5 else None,
         }
-        # Every number of a real system-prices answer carries 18 decimals.
+        # A real system-prices answer writes its numbers with 18 decimals, except the two
+        # price adjustments (0.00).
         return [
             {
-                name: LongDecimal(value) if isinstance(value, float) else value
+                name: (Decimal2 if name in _TWO_PLACES else LongDecimal)(value)
+                if isinstance(value, float)
+                else value
                 for name, value in row.items()
             }
         ]
+
+
+_TWO_PLACES = frozenset({"sellPriceAdjustment", "buyPriceAdjustment"})
 
 
 # ---------------------------------------------------------------- balancing services
@@ -875,9 +902,9 @@ class Remit(Generator):
             "affectedArea": "N",
             "biddingZone": "10YGB----------A",
             "fuelType": first.choice(_REMIT_FUELS),
-            "normalCapacity": normal,
-            "availableCapacity": round(normal - unavailable, 1),
-            "unavailableCapacity": unavailable,
+            "normalCapacity": Decimal3(normal),
+            "availableCapacity": Decimal3(round(normal - unavailable, 1)),
+            "unavailableCapacity": Decimal3(unavailable),
             "eventStatus": "Active" if rng.random() < 0.85 else "Dismissed",
             "eventStartTime": iso(start),
             "eventEndTime": iso(end) if end else None,
@@ -893,12 +920,16 @@ class Remit(Generator):
                 notice.pop(name)
         elif rng.random() < 0.1:
             notice["outageProfile"] = [
-                {"startTime": iso(start), "endTime": iso(start), "capacity": normal},
-                {"startTime": iso(start), "endTime": iso(middle), "capacity": round(normal - unavailable, 1)},
+                {"startTime": iso(start), "endTime": iso(start), "capacity": Decimal3(normal)},
+                {
+                    "startTime": iso(start),
+                    "endTime": iso(middle),
+                    "capacity": Decimal3(round(normal - unavailable, 1)),
+                },
                 {
                     "startTime": iso(middle),
                     "endTime": iso(profile_end),
-                    "capacity": round(normal - unavailable / 2, 1),
+                    "capacity": Decimal3(round(normal - unavailable / 2, 1)),
                 },
             ]
         return {name: value for name, value in notice.items() if value is not None}

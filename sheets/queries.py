@@ -320,13 +320,14 @@ def _newest_published_in(
     bounds are consulted (a year), so a long-silent feed still gets its newest row's age.
     """
     field, rule = dataset.time_field, published_by(dataset)
-    newest_day = sink.newest_day(dataset)
-    if field is None or rule is None or newest_day is None:
+    if field is None or rule is None:
         return None
     cut_field, lag = rule
-    day = min(local_date(now), newest_day)
+    # Rows on later days all lie after ``now``: the walk starts on its day. That day holds
+    # the rows after ``now`` (why we are here), so it is read, not judged by its bounds.
+    day = local_date(now)
     for back in range(AS_OF_SEARCH_DAYS + 366):
-        bounds = sink.day_bounds(dataset, day)
+        bounds = sink.day_bounds(dataset, day) if back else None
         if bounds and field in bounds and cut_field in bounds:
             last_cut, last_time = bounds[cut_field][1], bounds[field][1]
             if (isinstance(last_cut, dt.datetime) and isinstance(last_time, dt.datetime)

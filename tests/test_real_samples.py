@@ -272,7 +272,7 @@ def test_every_natural_key_field_is_filled_by_spec_or_by_every_real_sample(
         assert field in properties, f"{dataset.code}: key field {field!r} not in the spec's row"
         for sample in samples:
             nulls = sum(row.get(field) is None for row in sample.rows)
-            assert not nulls, f"{dataset.code}: key field {field!r} null in {nulls} rows of {sample}"
+            assert not nulls, f"{dataset.code}: key {field!r} null in {nulls} rows of {sample}"
         if properties[field].get("nullable") and not samples:
             assert (dataset.code, field) in FILLED_WITHOUT_SAMPLE or field in KEY_FIELD_REASONS, (
                 f"{dataset.code}: key field {field!r} is nullable in the spec and no real sample "
@@ -325,10 +325,14 @@ def test_sample_replayed_as_the_api_is_ingested_without_losing_a_row(
         stored = warehouse.read_day(dataset, day)
         assert stored is not None, f"{sample}: nothing stored for {day}"
         sent = {
-            h for h, d in zip(expected.column("_hash_key").to_pylist(), expected.column("_day").to_pylist())
+            h
+            for h, d in zip(
+                expected.column("_hash_key").to_pylist(), expected.column("_day").to_pylist()
+            )
             if d == day
         }
-        assert set(stored.column("_hash_key").to_pylist()) == sent, f"{sample}: rows of {day} differ"
+        stored_hashes = set(stored.column("_hash_key").to_pylist())
+        assert stored_hashes == sent, f"{sample}: rows of {day} differ"
     # Every natural key of the sample (every unit, every acceptance) is in each view.
     want = {key_of(dataset, row)[: len(dataset.natural_key)] for row in sample.rows}
     keys = ", ".join(f'"{k}"' for k in dataset.natural_key)
@@ -336,7 +340,8 @@ def test_sample_replayed_as_the_api_is_ingested_without_losing_a_row(
         table = warehouse.query(f"SELECT DISTINCT {keys} FROM {view}")
         got = {tuple(_json_value(v) for v in row.values()) for row in table.to_pylist()}
         lost = want - got
-        assert not lost, f"{sample}: {len(lost)} natural keys lost in {view}, e.g. {sorted(map(str, lost))[:3]}"
+        example = sorted(map(str, lost))[:3]
+        assert not lost, f"{sample}: {len(lost)} natural keys lost in {view}, e.g. {example}"
 
 
 def _json_value(value: Any) -> Any:
@@ -361,7 +366,9 @@ def test_sample_arriving_by_iris_keeps_every_key_in_unified(sample: Sample, data
     keys = ", ".join(f'"{k}"' for k in dataset.natural_key)
     got = {
         tuple(_json_value(v) for v in row.values())
-        for row in warehouse.query(f"SELECT DISTINCT {keys} FROM {dataset.table}_unified").to_pylist()
+        for row in warehouse.query(
+            f"SELECT DISTINCT {keys} FROM {dataset.table}_unified"
+        ).to_pylist()
     }
     assert want <= got, f"{sample}: {len(want - got)} keys lost in {dataset.table}_unified"
 
@@ -376,7 +383,9 @@ def _simulator_target(sample: Sample) -> str:
     if sample.envelope == "path":
         day = sample.rows[0]["settlementDate"]
         return dataset.endpoint.replace("{settlementDate}", day)
-    path = dataset.endpoint if sample.envelope == "stream" else dataset.endpoint.removesuffix("/stream")
+    path = dataset.endpoint
+    if sample.envelope != "stream":
+        path = path.removesuffix("/stream")
     if dataset.param_style not in catalog.WINDOW_PARAMS:  # a snapshot: no window
         return path
     name_from, name_to = catalog.WINDOW_PARAMS[dataset.param_style]
@@ -412,7 +421,8 @@ def _direction(dataset: catalog.Dataset, rows: list[dict[str, Any]]) -> str | No
     if dataset.time_field:
         times = [row[dataset.time_field] for row in rows]
     else:
-        times = [(row["settlementDate"], row[dataset.period_field or "settlementPeriod"]) for row in rows]
+        period = dataset.period_field or "settlementPeriod"
+        times = [(row["settlementDate"], row[period]) for row in rows]
     if len(set(times)) < 2:
         return None
     if times == sorted(times, reverse=True):
@@ -522,7 +532,8 @@ def test_boalf_day_and_hour_are_within_2x_of_a_real_capture(full_scale: dict[str
     day = [r for i in range(48) for r in generator.rows(start + i * settlement.PERIOD)]
     assert 27_000 / 2 <= len(day) <= 27_000 * 2
     busiest = max(
-        len(generator.rows(start + i * settlement.PERIOD)) + len(generator.rows(start + (i + 1) * settlement.PERIOD))
+        len(generator.rows(start + i * settlement.PERIOD))
+        + len(generator.rows(start + (i + 1) * settlement.PERIOD))
         for i in range(0, 48, 2)
     )
     assert 1_650 / 2 <= busiest <= 1_650 * 2
@@ -554,7 +565,8 @@ def test_frequency_leaves_the_operational_band_but_not_the_statutory_one(
     full_scale: dict[str, Any],
 ) -> None:
     generator = full_scale["FREQ"]
-    rows = [r for d in range(10) for r in _day_rows(generator, dt.date(2025, 6, 1) + dt.timedelta(days=d))]
+    days = [dt.date(2025, 6, 1) + dt.timedelta(days=d) for d in range(10)]
+    rows = [r for day in days for r in _day_rows(generator, day)]
     values = [r["frequency"] for r in rows]
     assert any(v < 49.8 or v > 50.2 for v in values)
     assert all(49.5 <= v <= 50.5 for v in values)
@@ -575,7 +587,9 @@ def test_wind_is_continuous_across_midnight(full_scale: dict[str, Any]) -> None:
 
 def test_qpn_is_half_hour_segments_almost_all_zero(full_scale: dict[str, Any]) -> None:
     rows = full_scale["QPN"].rows(dt.datetime(2025, 6, 2, 10, tzinfo=settlement.UTC))
-    assert all(r["timeFrom"].endswith(("00:00Z", "30:00Z")) and r["timeTo"] > r["timeFrom"] for r in rows)
+    assert all(
+        r["timeFrom"].endswith(("00:00Z", "30:00Z")) and r["timeTo"] > r["timeFrom"] for r in rows
+    )
     assert {r["timeFrom"] for r in rows} == {"2025-06-02T10:00:00Z"}
     assert sum(r["levelFrom"] == 0 for r in rows) / len(rows) > 0.9
 

@@ -56,7 +56,10 @@ def load_fetches(data_dir: Path, *fetches: list[dict[str, Any]]) -> LocalWarehou
     return warehouse
 
 
-def resolved(warehouse: LocalWarehouse, unit: str = "ABRBO-1") -> list[tuple[str, str, int, int, int]]:
+Segment = tuple[str, str, int, int, int]
+
+
+def resolved(warehouse: LocalWarehouse, unit: str = "ABRBO-1") -> list[Segment]:
     rows = warehouse.query(
         'SELECT "timeFrom", "timeTo", "levelFrom", "levelTo", "notificationSequence" '
         f"FROM mels_latest WHERE \"nationalGridBmUnit\" = '{unit}' ORDER BY \"timeFrom\""
@@ -171,7 +174,9 @@ def test_a_day_filter_resolves_only_that_days_rows(data_dir: Path) -> None:
         assert warehouse.query(sql).to_pylist() == [{"n": 1}], sql
 
 
-def test_bigquery_resolves_the_same_and_reads_only_the_days_partition(fake_bigquery) -> None:  # type: ignore[no-untyped-def]
+def test_bigquery_resolves_the_same_and_reads_only_the_days_partition(
+    fake_bigquery,  # type: ignore[no-untyped-def]
+) -> None:
     from tests.test_bigquery_sink import load as bq_load
     from tests.test_bigquery_sink import make_sink
 
@@ -184,8 +189,12 @@ def test_bigquery_resolves_the_same_and_reads_only_the_days_partition(fake_bigqu
         "SELECT timeFrom, timeTo, levelFrom, levelTo FROM mels_latest "
         f"WHERE _day = DATE '{DAY}' ORDER BY timeFrom"
     ).to_pylist()
-    assert [(r["timeFrom"].strftime("%H:%M"), r["timeTo"].strftime("%H:%M"), r["levelFrom"],
-             r["levelTo"]) for r in rows] == [("11:00", "11:20", 100, 40), ("11:20", "11:30", 60, 60)]
+    got = [
+        (r["timeFrom"].strftime("%H:%M"), r["timeTo"].strftime("%H:%M"), r["levelFrom"],
+         r["levelTo"])
+        for r in rows
+    ]
+    assert got == [("11:00", "11:20", 100, 40), ("11:20", "11:30", 60, 60)]
     assert fake_bigquery.partitions_read[-1] == {"mels_api": [DAY.strftime("%Y%m%d")]}
 
 

@@ -51,13 +51,16 @@ class RecordedRows:
         if self.dataset.time_field is not None:
             return bucket_floor(_instant(row[self.dataset.time_field]))
         day = dt.date.fromisoformat(row["settlementDate"])
-        return settlement.period_start(day, int(row[self.dataset.period_field or "settlementPeriod"]))
+        period = int(row[self.dataset.period_field or "settlementPeriod"])
+        return settlement.period_start(day, period)
 
     def rows(self, start: dt.datetime) -> list[Row]:
         return self._buckets.get(start, [])
 
 
-def replay_app(recordings: Mapping[str, Sequence[Row]], now: dt.datetime = REPLAY_NOW) -> SimulatorApp:
+def replay_app(
+    recordings: Mapping[str, Sequence[Row]], now: dt.datetime = REPLAY_NOW
+) -> SimulatorApp:
     """The simulator's app with the given datasets' rows replaced by recorded ones; datasets
     not given answer with no rows (a recording is all the replay knows)."""
     app = SimulatorApp(seed=0, scale=0.0001, clock=lambda: now)

@@ -282,7 +282,9 @@ class Freq(Generator):
             hz = 50 + 0.07 * _wave(instant, 0, 0.37) + rng.gauss(0, 0.03)
             if trip_step is not None and step >= trip_step:
                 hz -= depth * math.exp(-(step - trip_step) / 6)
-            rows.append({"dataset": self.code, "measurementTime": iso(instant), "frequency": round(hz, 3)})
+            rows.append(
+                {"dataset": self.code, "measurementTime": iso(instant), "frequency": round(hz, 3)}
+            )
         return rows
 
 
@@ -520,11 +522,19 @@ class PhysicalNotifications(Generator):
                 levels = [_unit_level(unit, t, 0.0) for t in times]
             step = 2 if len(times) == 4 and times[1] == times[2] else 1
             for i in range(0, len(times) - 1, step):
-                rows.append(self._row(bucket, unit, times[i], times[i + 1], levels[i], levels[i + 1]))
+                rows.append(
+                    self._row(bucket, unit, times[i], times[i + 1], levels[i], levels[i + 1])
+                )
         return rows
 
     def _row(
-        self, bucket: Bucket, unit: BmUnit, start: dt.datetime, end: dt.datetime, low: int, high: int
+        self,
+        bucket: Bucket,
+        unit: BmUnit,
+        start: dt.datetime,
+        end: dt.datetime,
+        low: int,
+        high: int,
     ) -> Row:
         return {
             "dataset": self.code,
@@ -589,14 +599,14 @@ class _LimitGenerator(Generator):
             standing = dt.datetime.combine(
                 bucket.day - dt.timedelta(days=days_before), dt.time(10), settlement.UTC
             ) + dt.timedelta(seconds=int(_unit_draw(self.seed, unit, "second") * 3600))
-            level = self.limit(
-                unit, random.Random(f"{self.seed}:{self.code}:{unit.national_grid_bm_unit}:{bucket.day}")
-            )
+            unit_day = f"{self.seed}:{self.code}:{unit.national_grid_bm_unit}:{bucket.day}"
+            level = self.limit(unit, random.Random(unit_day))
             declarations = [(bucket.start, bucket.end, standing, level)]
             if rng.random() < 0.005:
                 # A re-declaration within the period, notified shortly before it applies.
                 cut = bucket.start + dt.timedelta(minutes=rng.randint(5, 28))
-                notified = cut - dt.timedelta(minutes=rng.randint(1, 20), seconds=rng.randint(0, 59))
+                ahead = dt.timedelta(minutes=rng.randint(1, 20), seconds=rng.randint(0, 59))
+                notified = cut - ahead
                 new_level = self.limit(unit, rng)
                 declarations = [
                     (bucket.start, cut, standing, level),
@@ -742,7 +752,10 @@ class Acceptances(Generator):
             if shape < 0.15:  # one row: a level held across a whole half-hour
                 segments = [(start, start + HALF_HOUR, level, level)]
             elif shape < 0.45:  # ramp in, hold
-                segments = [(start, start + minute, 0, level), (start + minute, start + minute + hold, level, level)]
+                segments = [
+                    (start, start + minute, 0, level),
+                    (start + minute, start + minute + hold, level, level),
+                ]
             else:  # ramp in, hold, ramp out
                 end_hold = start + minute + hold
                 segments = [

@@ -57,8 +57,8 @@ def resolved_latest_sql(dialect: Dialect, dataset: Dataset, source: str) -> str:
     per_unit = f"{day_list}, {unit}"
     same_day = " AND ".join(f"s.{name} = p.{name}" for name in days)
     newest = (
-        f"s.{q('notificationSequence')} DESC NULLS LAST, s.{q('notificationTime')} DESC NULLS LAST, "
-        "s._ingested_utc DESC, s._hash_key"
+        f"s.{q('notificationSequence')} DESC NULLS LAST, "
+        f"s.{q('notificationTime')} DESC NULLS LAST, s._ingested_utc DESC, s._hash_key"
     )
     qualify = dialect.qualify_prefix
     columns = [field.name for field in dataset.storage_schema]

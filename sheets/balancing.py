@@ -7,6 +7,7 @@ import dataclasses
 import datetime as dt
 import functools
 import heapq
+import itertools
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
@@ -83,7 +84,7 @@ def unit_volumes(segments: Sequence[Row]) -> dict[tuple[dt.date, str], UnitVolum
         starts = sorted(range(len(segs)), key=lambda i: segs[i]["timeFrom"])
         active: list[tuple[int, int]] = []  # heap of (-acceptance number, segment index)
         nxt = 0
-        for a, b in zip(ordered, ordered[1:], strict=False):
+        for a, b in itertools.pairwise(ordered):
             while nxt < len(starts) and segs[starts[nxt]]["timeFrom"] <= a:
                 i = starts[nxt]
                 heapq.heappush(active, (-int(segs[i].get("acceptanceNumber") or 0), i))

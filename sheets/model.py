@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import itertools
 import math
 import re
 import statistics
@@ -25,10 +26,21 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Literal
 
 from sheets.balancing import (
-    TOP_UNITS_SETTLED, TOP_UNITS_TODAY, UnitVolume, top_units, unit_volumes,
+    TOP_UNITS_SETTLED,
+    TOP_UNITS_TODAY,
+    UnitVolume,
+    top_units,
+    unit_volumes,
 )
 from sheets.queries import (
-    FREQUENCY_SPAN, HEALTH_DAYS, MID_PROVIDER, OUTAGE_MIN_MW, OUTAGE_ROWS, SPREAD_DAYS, Row, Snapshot,
+    FREQUENCY_SPAN,
+    HEALTH_DAYS,
+    MID_PROVIDER,
+    OUTAGE_MIN_MW,
+    OUTAGE_ROWS,
+    SPREAD_DAYS,
+    Row,
+    Snapshot,
 )
 from worker.elexon import catalog
 from worker.elexon.settlement import LONDON, period_of, period_start, periods_in_day
@@ -890,7 +902,7 @@ def frequency_stats(samples: Sequence[tuple[dt.datetime, float]]) -> FrequencySt
     consecutive samples outside the band; a gap over :data:`EXCURSION_GAP` ends a run.
     """
     ordered = sorted(samples)
-    gaps = [b[0] - a[0] for a, b in zip(ordered, ordered[1:], strict=False)]
+    gaps = [b[0] - a[0] for a, b in itertools.pairwise(ordered)]
     spacing = statistics.median(gaps) if gaps else dt.timedelta(seconds=15)
     excursions = below = above = 0
     previous_out: dt.datetime | None = None
@@ -974,7 +986,7 @@ def _frequency_tab(snapshot: Snapshot) -> Tab:
                Cell(max(values), "hz")) if values else (Cell(None), Cell(None), Cell(None))),
             Cell(BAND_LOW, "hz"), Cell(BAND_HIGH, "hz")], first_col=data_col)
     last = 1 + MINUTES
-    ref = lambda col: Range(FREQUENCY, 2, data_col + col, last, data_col + col)  # noqa: E731
+    ref = lambda col: Range(FREQUENCY, 2, data_col + col, last, data_col + col)
     present = [hz for _, hz in samples]
     # Whole 0.05 Hz steps around the band and every sample, so gridlines fall on 49.80...
     low = math.floor((min([BAND_LOW, *present]) - 0.01) * 20) / 20

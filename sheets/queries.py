@@ -22,13 +22,16 @@ import pyarrow.compute as pc
 import redis
 
 from sheets.balancing import (
-    TOP_UNITS_SETTLED, TOP_UNITS_TODAY, UnitVolume, top_units, unit_volumes,
+    TOP_UNITS_SETTLED,
+    TOP_UNITS_TODAY,
+    UnitVolume,
+    top_units,
+    unit_volumes,
 )
-from worker.elexon import catalog
-
 from worker.cluster import freshness
-from worker.elexon.coverage import Coverage
 from worker.cluster.freshness import Freshness
+from worker.elexon import catalog
+from worker.elexon.coverage import Coverage
 from worker.elexon.settlement import UTC, local_date, period_of, periods_in_day
 from worker.sinks.base import Sink
 from worker.sinks.sql_dialect import date_literal, timestamp_literal

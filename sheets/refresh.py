@@ -18,10 +18,10 @@ from sheets.gsheets_writer import service_account_session, write_dashboard
 from sheets.model import build
 from sheets.queries import gather, iris_last_messages
 from sheets.workbook_writer import write_workbook
+from worker.cluster.sweep import configured_datasets
 from worker.elexon import catalog
 from worker.settings import Settings
 from worker.sinks import open_sink
-from worker.cluster.sweep import configured_datasets
 
 log = logging.getLogger(__name__)
 

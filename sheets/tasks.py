@@ -22,8 +22,8 @@ from worker.cluster.broker import KEY_PREFIX, redis_client
 from worker.cluster.celery_app import app
 from worker.cluster.dispatch import submit_chunks
 from worker.cluster.jobs import JobStore
-from worker.settings import Settings, get_settings
 from worker.elexon.settlement import current_settlement_day
+from worker.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 

@@ -18,11 +18,11 @@ from worker.elexon.settlement import period_start
 from worker.sinks.local import LocalWarehouse
 
 CHANGE = dt.date(2025, 10, 26)  # clocks go back: 50 periods, 01:00 local twice
-CLOCKS = (f"SELECT settlementPeriod AS sp, startTime, "
-          f"startTime AT TIME ZONE 'Europe/London' AS local_start, "
-          f"date_trunc('month', settlementDate) AS month "
-          f"FROM disebsp WHERE settlementDate = DATE '2025-10-26' AND settlementPeriod IN (3, 5) "
-          f"ORDER BY sp")
+CLOCKS = ("SELECT settlementPeriod AS sp, startTime, "
+          "startTime AT TIME ZONE 'Europe/London' AS local_start, "
+          "date_trunc('month', settlementDate) AS month "
+          "FROM disebsp WHERE settlementDate = DATE '2025-10-26' AND settlementPeriod IN (3, 5) "
+          "ORDER BY sp")
 
 
 @pytest.fixture
@@ -99,7 +99,7 @@ def test_ranges_break_at_a_skipped_day_a_status_change_and_a_dataset() -> None:
 def test_format_time_naive_aware_and_zoned() -> None:
     from zoneinfo import ZoneInfo
 
-    aware = dt.datetime(2025, 7, 1, 12, 0, 0, 500000, tzinfo=dt.timezone.utc)
+    aware = dt.datetime(2025, 7, 1, 12, 0, 0, 500000, tzinfo=dt.UTC)
     assert format_time(aware) == "2025-07-01T12:00:00.500000Z"
     assert format_time(aware.replace(microsecond=0), ZoneInfo("Europe/London")) == \
         "2025-07-01T13:00:00+01:00"

@@ -9,7 +9,16 @@ from typing import Any
 
 import pytest
 
-from sheets.model import BALANCING, FREQUENCY, GENERATION, HEALTH, OVERVIEW, PRICES, Dashboard, build
+from sheets.model import (
+    BALANCING,
+    FREQUENCY,
+    GENERATION,
+    HEALTH,
+    OVERVIEW,
+    PRICES,
+    Dashboard,
+    build,
+)
 from sheets.queries import gather
 from tests.test_dashboard_model import store
 from worker.elexon.settlement import UTC, period_of, period_start

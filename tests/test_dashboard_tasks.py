@@ -15,15 +15,15 @@ from sheets.model import OVERVIEW
 from sheets.refresh import default_workbook
 from sheets.tasks import LOCK_KEY, enqueue_remit_history, run_refresh
 from tests.support.iris import wait_for
-from worker.elexon import catalog
-from worker.cluster.celery_app import create_app
 from worker.cli import main
+from worker.cluster.celery_app import create_app
+from worker.cluster.jobs import JobStore
+from worker.elexon import catalog
 from worker.elexon.client import ElexonClient
 from worker.elexon.coverage import Coverage
-from worker.cluster.jobs import JobStore
 from worker.elexon.pipeline import ingest_chunk
-from worker.settings import get_settings
 from worker.elexon.settlement import UTC, current_settlement_day
+from worker.settings import get_settings
 from worker.sim.server import BASE_PATH
 from worker.sinks.local import LocalWarehouse
 

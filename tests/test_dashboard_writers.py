@@ -17,7 +17,15 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from sheets.gsheets_writer import SheetsError, backoff, service_account_session, write_dashboard
 from sheets.model import (
-    DATA, FREQUENCY, GENERATION, OVERVIEW, PRICES, TAB_NAMES, Dashboard, build, london,
+    DATA,
+    FREQUENCY,
+    GENERATION,
+    OVERVIEW,
+    PRICES,
+    TAB_NAMES,
+    Dashboard,
+    build,
+    london,
 )
 from sheets.queries import gather
 from sheets.workbook_writer import write_workbook

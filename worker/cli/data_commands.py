@@ -6,7 +6,6 @@ import csv
 import datetime as dt
 import decimal
 import io
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Column, Table
 
 from worker import warehouse
-from worker.elexon import catalog
+from worker.cli.app import (
+    UserError,
+    check_earliest,
+    datasets_option,
+    date_range,
+    main,
+)
 from worker.cli.output import (
     coverage_ranges,
     plain,
@@ -30,23 +35,17 @@ from worker.cli.output import (
     resolve_zone,
     time_zone_options,
 )
-from worker.cli.app import (
-    UserError,
-    check_earliest,
-    datasets_option,
-    date_range,
-    main,
-)
+from worker.cluster.sweep import configured_datasets
+from worker.elexon import catalog
 from worker.elexon.client import ApiError, client_from_settings
 from worker.elexon.coverage import Coverage
-from worker.logs import configure as configure_logs
 from worker.elexon.parse import SchemaError
 from worker.elexon.pipeline import ingest_chunk
 from worker.elexon.response_report import inspect_response
-from worker.cluster.sweep import configured_datasets
-from worker.elexon.windows import iso_duration, store_from_settings
-from worker.settings import get_settings
 from worker.elexon.settlement import days_between
+from worker.elexon.windows import iso_duration, store_from_settings
+from worker.logs import configure as configure_logs
+from worker.settings import get_settings
 from worker.sinks import QueryError, open_sink
 
 stderr = Console(stderr=True)
@@ -175,7 +174,7 @@ def _instant(text: str | None, name: str) -> dt.datetime | None:
         value = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         raise UserError(f"{name}: invalid time {text!r}; expected e.g. 2025-10-25T23:00:00Z") from None
-    return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
 @main.command("inspect")

@@ -58,11 +58,11 @@ def format_time(value: dt.datetime, zone: ZoneInfo | None = None) -> str:
     """An instant in UTC with ``Z`` (or in ``zone`` with its offset); a naive time as is."""
     if value.tzinfo is None:
         text = value.isoformat(timespec="microseconds")
-        return text[: -len(".000000")] if text.endswith(".000000") else text
+        return text.removesuffix(".000000")
     if zone is None:
-        text = value.astimezone(dt.timezone.utc).replace(tzinfo=None).isoformat(
+        text = value.astimezone(dt.UTC).replace(tzinfo=None).isoformat(
             timespec="microseconds")
-        return (text[: -len(".000000")] if text.endswith(".000000") else text) + "Z"
+        return (text.removesuffix(".000000")) + "Z"
     local = value.astimezone(zone)
     spec = "seconds" if local.microsecond == 0 else "microseconds"
     return local.isoformat(timespec=spec)

@@ -413,26 +413,31 @@ class LocalWarehouse(Sink):
         table = dataset.table
         manifest = self.manifest(dataset)
         folder = self.lake / table
-        api_rows = arrow_rows(
-            dataset, [(day, folder / e["file"], e["bounds"]) for day, e in manifest.items()]
+        api_rows = arrow_rows(  # noqa: F841 - read by name by the SQL below
+            dataset, folder, [(day, folder / e["file"], e["bounds"]) for day, e in manifest.items()]
         )
-        con.from_arrow(api_rows).create_view(table, replace=True)
+        con.sql(day_select(dataset, "api_rows")).create_view(table, replace=True)
         con.execute(f"CREATE OR REPLACE VIEW {table}_latest AS {DUCKDB.latest_sql(dataset, table)}")
         stream_days = self.current_stream_days(dataset)
         if not stream_days:
             con.execute(f"CREATE OR REPLACE VIEW {table}_unified AS SELECT * FROM {table}")
             return
-        stream_rows = arrow_rows(  # noqa: F841 - read by name by the SQL below
-            dataset, [(day, path, None) for day, files in stream_days.items() for path in files]
+        stream_folder = self.lake / STREAM_DIR / table
+        stream_rows = arrow_rows(  # noqa: F841
+            dataset, stream_folder,
+            [(day, path, None) for day, files in stream_days.items() for path in files],
         )
         # The stream rows are compared with the API rows of the stream's own days only, so a
         # query of any day reads a handful of API files for that, not the whole history.
         api_match = arrow_rows(  # noqa: F841
-            dataset,
+            dataset, folder,
             [(day, folder / manifest[day]["file"], manifest[day]["bounds"])
              for day in stream_days if day in manifest],
         )
-        unified = DUCKDB.unified_sql(dataset, table, "stream_rows", api_match="api_match")
+        unified = DUCKDB.unified_sql(
+            dataset, table, f"({day_select(dataset, 'stream_rows')})",
+            api_match=f"({day_select(dataset, 'api_match')})",
+        )
         con.sql(unified).create_view(f"{table}_unified", replace=True)
 
     def current_stream_days(self, dataset: Dataset) -> dict[dt.date, list[Path]]:
@@ -518,43 +523,68 @@ def bound_value(dataset: Dataset, column: str, value: Any) -> Any:
     return value
 
 
+# The day folders' key (``date=YYYY-MM-DD``): the Arrow datasets carry it as a column that
+# every file is known to hold one value of, and the views read ``_day`` from it.
+DAY_KEY = "date"
+
+
+def day_select(dataset: Dataset, source: str) -> str:
+    """The stored rows of an Arrow dataset from :func:`arrow_rows`, with ``_day`` (and
+    ``settlementDate`` where it is the partition day, equal by construction) read from the
+    folder's day: a filter on either then prunes files by their folder alone."""
+    replaced = ['"date" AS _day']
+    if dataset.partition_field == "settlementDate" and "settlementDate" in dataset.field_names:
+        replaced.append('"date" AS "settlementDate"')
+    return f'SELECT * EXCLUDE ("{DAY_KEY}") REPLACE ({", ".join(replaced)}) FROM {source}'
+
+
 def arrow_rows(
-    dataset: Dataset, files: list[tuple[dt.date, Path, dict[str, list[Any]] | None]]
+    dataset: Dataset, base: Path, files: list[tuple[dt.date, Path, dict[str, list[Any]] | None]]
 ) -> Any:
-    """An Arrow dataset over day files, in the catalog's storage schema (older files lacking a
-    newer column read it as null), each file guaranteed to hold only its day and bounds: Arrow
-    skips a file a pushed-down filter excludes, without opening it."""
+    """An Arrow dataset over day files under ``base``, in the catalog's storage schema (older
+    files lacking a newer column read it as null) plus the folder's day (:data:`DAY_KEY`).
+
+    Arrow skips, without opening it, a file that a pushed-down filter excludes by what the
+    file is guaranteed to hold: its folder's day (parsed from the paths, in C++), and where the
+    day comes from a timestamp (FREQ's ``measurementTime``, publish times) that field's bounds
+    from the manifest, so a time filter prunes too."""
     import pyarrow.dataset as pads  # imported by the first query that names a dataset
     import pyarrow.fs as pafs
 
-    schema = dataset.storage_schema
+    schema = dataset.storage_schema.append(pa.field(DAY_KEY, pa.date32()))
     if not files:
         return schema.empty_table()
-    guarantees = [_guarantee(dataset, day, bounds) for day, _, bounds in files]
+    paths = [str(path) for _, path, _ in files]
+    partition = dataset.partition_field
+    if partition == "settlementDate" or partition not in dataset.storage_schema.names:
+        return pads.dataset(
+            paths, schema=schema, format="parquet", filesystem=pafs.LocalFileSystem(),
+            partitioning=pads.partitioning(pa.schema([(DAY_KEY, pa.date32())]), flavor="hive"),
+            partition_base_dir=str(base),
+        )
+    kind = schema.field(partition).type
+    guarantees = []
+    for day, _, bounds in files:
+        guarantee = pc.field(DAY_KEY) == pa.scalar(day, pa.date32())
+        low, high, nulls = (bounds or {}).get(partition, (None, None, 1))
+        if low is not None:
+            term = (pc.field(partition) >= _bound_scalar(kind, low)) & (
+                pc.field(partition) <= _bound_scalar(kind, high))
+            guarantee = guarantee & (term | pc.field(partition).is_null() if nulls else term)
+        guarantees.append(guarantee)
     return pads.FileSystemDataset.from_paths(
-        [str(path) for _, path, _ in files], schema=schema, format=pads.ParquetFileFormat(),
-        filesystem=pafs.LocalFileSystem(), partitions=guarantees,
+        paths, schema=schema, format=pads.ParquetFileFormat(), filesystem=pafs.LocalFileSystem(),
+        partitions=guarantees,
     )
 
 
-def _guarantee(dataset: Dataset, day: dt.date, bounds: dict[str, list[Any]] | None) -> Any:
-    """What a day file's rows satisfy, as an Arrow expression over its bound columns."""
-    bounds = bounds or {"_day": [day.isoformat(), day.isoformat(), 0]}
-    schema = dataset.storage_schema
-    guarantee = pc.scalar(True)
-    for column, (low, high, nulls) in bounds.items():
-        field = pc.field(column)
-        kind = schema.field(column).type
-        if low is None:
-            term = field.is_null()
-        else:
-            low_v = pa.scalar(bound_value(dataset, column, low), kind)
-            high_v = pa.scalar(bound_value(dataset, column, high), kind)
-            term = (field >= low_v) & (field <= high_v)
-            if nulls:
-                term = term | field.is_null()
-        guarantee = guarantee & term
-    return guarantee
+def _bound_scalar(kind: pa.DataType, value: Any) -> pa.Scalar:
+    """A manifest bound as an Arrow scalar (instants are stored as microseconds)."""
+    if pa.types.is_date(kind):
+        return pa.scalar(dt.date.fromisoformat(value), kind)
+    if pa.types.is_timestamp(kind):
+        return pa.scalar(value, pa.timestamp("us", tz=kind.tz)).cast(kind)
+    return pa.scalar(value, kind)
 
 
 def day_parts(folder: Path) -> list[Path]:

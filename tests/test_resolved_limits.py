@@ -227,3 +227,12 @@ def test_refetched_after_a_redeclaration_the_api_answer_resolves_end_to_end(
     assert resolved(warehouse, "ABERU-1") == [("11:00", "11:30", 35, 35, 1)]
     # The plain view keeps every stored segment, the stale 11:00-11:30 one included.
     assert warehouse.query("SELECT count(*) AS n FROM mels").to_pylist() == [{"n": 4}]
+
+
+def test_a_unit_with_only_a_zero_length_segment_is_not_lost(data_dir: Path) -> None:
+    point = declaration("09:00", "09:00", 7, 7, sequence=4, unit="POINT-1")
+    other = declaration("09:00", "09:30", 50, 50, sequence=1)
+    covered = declaration("09:10", "09:10", 9, 9, sequence=5)  # inside ABRBO-1's segment
+    warehouse = load_fetches(data_dir, [point, other, covered])
+    assert resolved(warehouse, "POINT-1") == [("09:00", "09:00", 7, 7, 4)]
+    assert resolved(warehouse) == [("09:00", "09:30", 50, 50, 1)]

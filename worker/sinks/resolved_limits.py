@@ -22,7 +22,8 @@ arriving out of order, and needs no rewrite of stored days.
 
 Resolution runs per unit within a settlement day (the API splits declarations at period
 boundaries, and a day's rows are stored together), so a filter on the day prunes as for the
-other views. A zero-length segment (``timeFrom == timeTo``) holds no instant and is dropped.
+other views. A zero-length segment (``timeFrom == timeTo``) holds no instant; it is kept
+only for a unit whose day has nothing else (so no unit of the stored rows goes missing).
 """
 
 from __future__ import annotations
@@ -56,10 +57,13 @@ def resolved_latest_sql(dialect: Dialect, dataset: Dataset, source: str) -> str:
     day_list = ", ".join(days)
     per_unit = f"{day_list}, {unit}"
     same_day = " AND ".join(f"s.{name} = p.{name}" for name in days)
-    newest = (
-        f"s.{q('notificationSequence')} DESC NULLS LAST, "
-        f"s.{q('notificationTime')} DESC NULLS LAST, s._ingested_utc DESC, s._hash_key"
-    )
+    def newest(alias: str) -> str:
+        return (
+            f"{alias}.{q('notificationSequence')} DESC NULLS LAST, "
+            f"{alias}.{q('notificationTime')} DESC NULLS LAST, "
+            f"{alias}._ingested_utc DESC, {alias}._hash_key"
+        )
+
     qualify = dialect.qualify_prefix
     columns = [field.name for field in dataset.storage_schema]
     carried = ", ".join(
@@ -69,6 +73,7 @@ def resolved_latest_sql(dialect: Dialect, dataset: Dataset, source: str) -> str:
         for name in columns
     )
     stored = ", ".join(f"s.{q(name)}" for name in columns)
+    instant = ", ".join(f"z.{q(name)}" for name in columns)
     return f"""
 WITH edges AS (
   SELECT {day_list}, {unit}, {start} AS edge FROM {source}
@@ -88,7 +93,7 @@ winners AS (
   WHERE p.piece_to IS NOT NULL
   QUALIFY row_number() OVER (
     PARTITION BY {", ".join(f"s.{name}" for name in days)}, s.{unit}, p.piece_from
-    ORDER BY {newest}) = 1
+    ORDER BY {newest("s")}) = 1
 ),
 marked AS (
   SELECT *, CASE WHEN
@@ -108,5 +113,19 @@ spans AS (
     MAX(piece_to) OVER (PARTITION BY {per_unit}, island) AS island_to
   FROM islands{qualify}
   QUALIFY row_number() OVER (PARTITION BY {per_unit}, island ORDER BY piece_from) = 1
+),
+instants AS (
+  SELECT {instant}, MAX(CASE WHEN z.{end} > z.{start} THEN 1 ELSE 0 END) OVER (
+    PARTITION BY {", ".join(f"z.{name}" for name in days)}, z.{unit}) AS spans_time
+  FROM {source} z
+),
+lone_instants AS (
+  SELECT {", ".join(f"i.{q(name)}" for name in columns)} FROM instants i
+  WHERE i.spans_time = 0
+  QUALIFY row_number() OVER (
+    PARTITION BY {", ".join(f"i.{name}" for name in days)}, i.{unit}, i.{start}
+    ORDER BY {newest("i")}) = 1
 )
-SELECT {carried} FROM spans""".strip()
+SELECT {carried} FROM spans
+UNION ALL
+SELECT * FROM lone_instants""".strip()

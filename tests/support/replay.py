@@ -18,7 +18,7 @@ import pytest
 
 from worker.elexon import catalog, settlement
 from worker.sim.generators import Row, bucket_floor
-from worker.sim.server import RunningSimulator, SimulatorApp, _SimulatorHTTPServer, _routes
+from worker.sim.server import RunningSimulator, SimulatorApp, _routes, _SimulatorHTTPServer
 
 # A "now" after every recorded day, so no recorded row is withheld as being in the future.
 REPLAY_NOW = dt.datetime(2027, 6, 1, tzinfo=settlement.UTC)
@@ -58,6 +58,22 @@ class RecordedRows:
         return self._buckets.get(start, [])
 
 
+class RecordedSnapshot:
+    """A recorded reference list, served whole whatever the day (the generic layer's
+    snapshot source interface: ``code``, ``anchor``, ``earliest``, ``rows``)."""
+
+    anchor = None
+    descending = False
+    earliest = dt.date(2000, 1, 1)
+
+    def __init__(self, dataset: catalog.Dataset, rows: Sequence[Row]) -> None:
+        self.code = dataset.code
+        self._rows = list(rows)
+
+    def rows(self, start: dt.datetime) -> list[Row]:
+        return self._rows
+
+
 def replay_app(
     recordings: Mapping[str, Sequence[Row]], now: dt.datetime = REPLAY_NOW
 ) -> SimulatorApp:
@@ -66,7 +82,11 @@ def replay_app(
     app = SimulatorApp(seed=0, scale=0.0001, clock=lambda: now)
     for dataset in catalog.DATASETS:
         if dataset.snapshot:
-            continue  # reference lists have no time to look rows up by (the generic layer's)
+            # A reference list has no time to look rows up by: the whole recording, always.
+            app.replace_rows(
+                dataset.code, RecordedSnapshot(dataset, recordings.get(dataset.code, ()))
+            )
+            continue
         app.generators[dataset.code] = RecordedRows(  # type: ignore[assignment]
             dataset, recordings.get(dataset.code, ())
         )

@@ -30,7 +30,7 @@ from urllib.parse import parse_qs, urlsplit
 import orjson
 
 from worker.elexon import catalog, settlement
-from worker.sim import queries, window_limits
+from worker.sim import generic, queries, reference, spec, window_limits
 from worker.sim.faults import (
     Draw,
     FaultInjector,
@@ -44,8 +44,6 @@ from worker.sim.generators import Generator, dumps, generators
 
 BASE_PATH = "/bmrs/api/v1"
 RETRY_AFTER_S = 1
-# The non-stream PN/QPN endpoints take one settlement date and period, not a window.
-_PERIOD_LIST_CODES = {"PN", "QPN"}
 _JSON = "application/json; charset=utf-8"
 _PROBLEM = "application/problem+json; charset=utf-8"
 _ALLOWED = "GET, HEAD"
@@ -72,6 +70,27 @@ class Response:
     delay_s: float = 0.0
 
 
+@dataclasses.dataclass(frozen=True)
+class GenericRoute:
+    """A spec path answered by the generic layer: its endpoint, the rows' source, and the
+    values of its path parameters."""
+
+    endpoint: spec.Endpoint
+    source: Any
+    path_values: dict[str, str]
+    dataset: catalog.Dataset | None
+
+
+def _takes_one_period(path: str) -> bool:
+    """Whether a non-stream twin takes one settlement date and period, not a window (PN,
+    QPN, B1610), as its parameters in the spec say."""
+    for endpoint in spec.endpoints():
+        if endpoint.path.lower() == path:
+            param = endpoint.by_name.get("settlementPeriod")
+            return param is not None and param.required and param.location == "query"
+    return False
+
+
 def _routes(
     codes: Collection[str],
 ) -> tuple[dict[str, Route], list[tuple[re.Pattern[str], catalog.Dataset]]]:
@@ -88,7 +107,7 @@ def _routes(
             templates.append((re.compile(pattern), dataset))
         elif endpoint.endswith("/stream"):
             exact[endpoint] = Route(dataset, "stream")
-            list_kind = "period" if dataset.code in _PERIOD_LIST_CODES else "list"
+            list_kind = "period" if _takes_one_period(endpoint.removesuffix("/stream")) else "list"
             exact[endpoint.removesuffix("/stream")] = Route(dataset, list_kind)
         else:
             exact[endpoint] = Route(dataset, "list")
@@ -115,6 +134,91 @@ def bad_request(parameter: str, message: str) -> Response:
     return problem(400, "One or more validation errors occurred.", {parameter: [message]})
 
 
+def _refusal(draw: Draw) -> Response | None:
+    """The 429 or 500 a fault draw asks for, if any."""
+    if draw.status == 429:
+        return Response(
+            429,
+            orjson.dumps(
+                {
+                    "statusCode": 429,
+                    "message": f"Rate limit is exceeded. Try again in {RETRY_AFTER_S} seconds.",
+                }
+            ),
+            {"Content-Type": _JSON, "Retry-After": str(RETRY_AFTER_S)},
+        )
+    if draw.status == 500:
+        return problem(500, "An error occurred while processing your request.")
+    return None
+
+
+def generic_canonical(endpoint: spec.Endpoint, params: dict[str, list[str]]) -> queries.Params:
+    """Parameters under the endpoint's documented names, matched case-blind (ASP.NET binding)."""
+    known = {param.name.lower(): param.name for param in endpoint.params}
+    named: queries.Params = {}
+    for name, values in params.items():
+        named.setdefault(known.get(name.lower(), name), []).extend(values)
+    return named
+
+
+class GenericRouter:
+    """Every served spec path (``spec.SERVED_PREFIXES``) not taken by a calibrated route,
+    matched to the source of its rows: a reference snapshot, a calibrated generator (for a
+    core dataset's other paths) or a :class:`generic.GenericDataset`. Sources are made on
+    first use and shared by the paths of one dataset."""
+
+    def __init__(self, seed: int, scale: float, calibrated: dict[str, Generator]) -> None:
+        self.seed = seed
+        self.scale = scale
+        self.calibrated = calibrated
+        endpoints = spec.endpoints()
+        self._families: dict[str, list[spec.Endpoint]] = {}
+        for endpoint in endpoints:
+            self._families.setdefault(spec.dataset_key(endpoint.path), []).append(endpoint)
+        # Templates after exact paths, so /reference/bmunits/all wins over a {param} twin.
+        self._endpoints = sorted(endpoints, key=lambda e: (e.path.count("{"), e.path))
+        self._by_key = {spec.dataset_key(d.endpoint): d for d in catalog.DATASETS}
+        self._sources: dict[tuple[str, str], Any] = {}
+        self._lock = threading.Lock()
+
+    def route(self, lowered: str) -> GenericRoute | None:
+        for endpoint in self._endpoints:
+            match = endpoint.pattern.fullmatch(lowered)
+            if match is None:
+                continue
+            path_values = dict(zip(endpoint.path_params, match.groups(), strict=True))
+            key = spec.dataset_key(endpoint.path)
+            dataset = self._by_key.get(key)
+            return GenericRoute(endpoint, self.source(key, path_values), path_values, dataset)
+        return None
+
+    def replace(self, code: str, source: Any) -> None:
+        """Serve every side of a catalog dataset's paths from ``source``."""
+        dataset = catalog.get(code)
+        key = spec.dataset_key(dataset.endpoint)
+        with self._lock:
+            for variant in ("", *catalog.SIDES):
+                self._sources[(key, variant)] = source
+
+    def source(self, key: str, path_values: dict[str, str]) -> Any:
+        """The shared row source of a dataset family (one per ``bidOffer`` side)."""
+        variant = path_values.get("bidOffer", "").lower()
+        with self._lock:
+            found = self._sources.get((key, variant))
+            if found is None:
+                dataset = self._by_key.get(key)
+                if key in reference.SNAPSHOT_KEYS:
+                    found = generic.ReferenceSource(key, self.seed, self.scale, dataset)
+                elif dataset is not None and dataset.code in self.calibrated:
+                    found = generic.CalibratedSource(self.calibrated[dataset.code])
+                else:
+                    found = generic.GenericDataset(
+                        key, self._families[key], self.seed, self.scale, dataset, variant
+                    )
+                self._sources[(key, variant)] = found
+            return found
+
+
 class SimulatorApp:
     """Turns (method, request target) into a :class:`Response`; no sockets involved."""
 
@@ -136,13 +240,16 @@ class SimulatorApp:
             if isinstance(window_limit, dict)
             else window_limits.parse_window_limits(window_limit)
         )
-        spec = faults if isinstance(faults, FaultSpec) else parse_faults(faults)
-        self.faults = FaultInjector(spec, seed)
+        fault_spec = faults if isinstance(faults, FaultSpec) else parse_faults(faults)
+        self.faults = FaultInjector(fault_spec, seed)
+        # Calibrated generators where the shape matters; every other catalog dataset, and
+        # every other served spec path, is answered by the generic layer.
         self.generators: dict[str, Generator] = generators(seed, scale)
         self._exact, self._templates = _routes(self.generators)
+        self._generic = GenericRouter(seed, scale, self.generators)
         self._clock = clock or (lambda: dt.datetime.now(settlement.UTC))
 
-    def route(self, path: str) -> Route | None:
+    def route(self, path: str) -> Route | GenericRoute | None:
         lowered = path.lower().rstrip("/").removeprefix(BASE_PATH)
         if lowered in self._exact:
             return self._exact[lowered]
@@ -150,7 +257,12 @@ class SimulatorApp:
             match = pattern.fullmatch(lowered)
             if match:
                 return Route(dataset, "path", match.group(1))
-        return None
+        return self._generic.route(lowered)
+
+    def replace_rows(self, code: str, source: Any) -> None:
+        """Serve a catalog dataset's generic paths from ``source`` (a replay of recorded
+        rows, say) instead of generated rows."""
+        self._generic.replace(code, source)
 
     def handle(self, method: str, target: str) -> Response:
         parts = urlsplit(target)
@@ -162,26 +274,20 @@ class SimulatorApp:
             response.headers["Allow"] = _ALLOWED
             return response
         draw = self.faults.draw(f"{method} {target}")
-        params = queries.canonical(parse_qs(parts.query, keep_blank_values=True))
-        response = self._answer(route, params, draw)
+        if isinstance(route, GenericRoute):
+            named = generic_canonical(route.endpoint, parse_qs(parts.query, keep_blank_values=True))
+            response = self._answer_generic(route, named, draw)
+        else:
+            params = queries.canonical(parse_qs(parts.query, keep_blank_values=True))
+            response = self._answer(route, params, draw)
         if draw.slow:
             response.delay_s = self.faults.spec.slow_seconds
         return response
 
     def _answer(self, route: Route, params: queries.Params, draw: Draw) -> Response:
-        if draw.status == 429:
-            return Response(
-                429,
-                orjson.dumps(
-                    {
-                        "statusCode": 429,
-                        "message": f"Rate limit is exceeded. Try again in {RETRY_AFTER_S} seconds.",
-                    }
-                ),
-                {"Content-Type": _JSON, "Retry-After": str(RETRY_AFTER_S)},
-            )
-        if draw.status == 500:
-            return problem(500, "An error occurred while processing your request.")
+        refused = _refusal(draw)
+        if refused is not None:
+            return refused
         dataset, now = route.dataset, self._clock()
         try:
             if route.kind == "path":
@@ -217,6 +323,65 @@ class SimulatorApp:
         if draw.truncate:
             body = truncate_body(body, draw.rng)
         return Response(200, body, {"Content-Type": _JSON})
+
+    def _answer_generic(self, route: GenericRoute, params: queries.Params, draw: Draw) -> Response:
+        """A generic dataset's answer: rows from the spec-driven source, the spec's envelope."""
+        refused = _refusal(draw)
+        if refused is not None:
+            return refused
+        source, endpoint, dataset, now = route.source, route.endpoint, route.dataset, self._clock()
+        # Only the limits the spec states (a catalog dataset's, else the path's own).
+        max_window = dataset.spec_limit if dataset else generic.spec_limit(endpoint.path)
+        try:
+            selection = generic.build_selection(
+                source, endpoint, route.path_values, params, now, max_window
+            )
+        except queries.BadRequest as exc:
+            return bad_request(exc.parameter, exc.message)
+        hidden = self._hidden_limit(route, params)
+        if hidden:
+            return problem(400, "One or more validation errors occurred.", {"": [hidden]})
+        too_large = generic.oversized(source, selection, self.work_budget)
+        if too_large:
+            return problem(400, "One or more validation errors occurred.", {"": [too_large]})
+        poisoned = None if selection.snapshot else self.faults.poisoned(source.code, selection.days)
+        if poisoned:
+            return bad_request(
+                "settlementDate",
+                f"{source.code} data for {poisoned} cannot be retrieved (simulated permanent failure).",
+            )
+        rows = generic.select(source, selection)
+        if endpoint.envelope == "object":
+            # One object per period; a period not reached yet (or before the first day) is
+            # an empty object, which the spec's schema allows.
+            return Response(200, orjson.dumps(rows[0] if rows else {}), {"Content-Type": _JSON})
+        if draw.outside and selection.buckets and not selection.snapshot:
+            before = source.rows(min(selection.buckets) - generic.HALF_HOUR)
+            rows = rows + before[: max(1, len(rows) // 20)]
+        if draw.dup and rows and isinstance(rows[0], dict):
+            rows = duplicate_rows(rows, draw.rng)
+        if draw.revise and isinstance(source, generic.CalibratedSource):
+            rows = revise_rows(rows, source.generator, draw.rng)
+        body: Any = rows
+        if endpoint.envelope == "data":
+            body = {"data": rows}
+            if endpoint.metadata:
+                body = {"metadata": {"datasets": [source.code]}, "data": rows}
+        payload = dumps(body)
+        if draw.truncate:
+            payload = truncate_body(payload, draw.rng)
+        return Response(200, payload, {"Content-Type": _JSON})
+
+    def _hidden_limit(self, route: GenericRoute, params: queries.Params) -> str | None:
+        """``--window-limit`` for a catalog dataset answered generically, as for the others."""
+        dataset = route.dataset
+        if dataset is None or dataset.code not in self.window_limits:
+            return None
+        values = route.path_values
+        kind = "period" if "settlementPeriod" in values else "path" if values else "window"
+        if kind == "window" and dataset.param_style not in catalog.WINDOW_PARAMS:
+            return None  # no window to limit (a snapshot, or TUDM's period pairs)
+        return window_limits.refusal(dataset, kind, params, self.window_limits)
 
     @staticmethod
     def _envelope(route: Route, rows: list[dict[str, Any]]) -> Any:

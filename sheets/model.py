@@ -92,6 +92,7 @@ STYLES: dict[str, Style] = {
     # Over a column of numbers: the header sits where the numbers do.
     "heading_num": Style(bold=True, fill="#D9E1F2", wrap=True, align="right"),
     "text_num": Style(align="right"),
+    "text_center": Style(align="center"),
     "ok_num": Style(color="#006100", fill="#C6EFCE", align="right"),
     "warning_num": Style(bold=True, color="#9C0006", fill="#FFC7CE", align="right"),
     "muted_num": Style(italic=True, color="#666666", align="right"),
@@ -596,12 +597,13 @@ def _data_tab(snapshot: Snapshot, series: list[Series]) -> tuple[Tab, dict[str, 
         f"{s.title} ({s.unit})" for s in series]
     tab = Tab(DATA, rows=n + 1, cols=len(headers),
               col_widths=(14, 7, 18) + (14,) * len(series), freeze_rows=1)
-    tab.put_row(0, [Cell(h, "heading") for h in headers])
+    tab.put_row(0, [Cell(h, "heading" if i == 0 else "heading_num")
+                    for i, h in enumerate(headers)])
     refs = {"start": Range(DATA, 1, 2, n, 2)}
     for offset, period in enumerate(snapshot.window):
         row = offset + 1
         tab.put_row(row, [
-            Cell(period[0], "date"), Cell(period[1], "count"),
+            Cell(period[0], "date_left"), Cell(period[1], "count"),
             Cell(london(period_start(*period)), "datetime"),
         ])
         for col, s in enumerate(series, start=3):
@@ -634,7 +636,9 @@ def _generation_tab(snapshot: Snapshot) -> Tab:
     fuels = sorted({f for p in in_window for f in fuel[p].mw if not is_interconnector(f)})
     links = sorted({f for p in in_window for f in fuel[p].mw if is_interconnector(f)})
     total = latest.generation_mw
-    tab.put_row(3, [Cell(h, "heading") for h in ("Fuel", "GW", "Share", "Code", "")])
+    tab.put_row(3, [Cell("Fuel", "heading"), Cell("GW", "heading_num"),
+                    Cell("Share", "heading_num"), Cell("Code", "heading_center"),
+                    Cell(None, "heading")])
     ordered = sorted(fuels, key=lambda f: -latest.mw.get(f, float("-inf")))
     row = 4
     for code in ordered:
@@ -642,11 +646,11 @@ def _generation_tab(snapshot: Snapshot) -> Tab:
         if mw is None:
             tab.put_row(row, [Cell(FUEL_NAMES.get(code, code)),
                               missing(f"no FUELINST {code} sample in {period_label(period)}", "gw"),
-                              Cell(None), Cell(code, "muted"), Cell(None)])
+                              Cell(None), Cell(code, "muted_center"), Cell(None)])
         else:
             share = mw / total if total else None
             tab.put_row(row, [Cell(FUEL_NAMES.get(code, code)), Cell(mw / 1000, "gw"),
-                              Cell(share, "share"), Cell(code, "muted"),
+                              Cell(share, "share"), Cell(code, "muted_center"),
                               Cell(share, "share", bar=True)])
         row += 1
     tab.put_row(row, [Cell("Total generation", "label"),
@@ -659,7 +663,8 @@ def _generation_tab(snapshot: Snapshot) -> Tab:
     row += 2
     tab.put(row, 0, Cell("Interconnectors (+ import, − export)", "section"))
     row += 1
-    tab.put_row(row, [Cell(h, "heading") for h in ("Interconnector", "MW", "Direction", "Code")])
+    tab.put_row(row, [Cell("Interconnector", "heading"), Cell("MW", "heading_num"),
+                      Cell("Direction", "heading_center"), Cell("Code", "heading_center")])
     row += 1
     for code in sorted(links, key=lambda f: -latest.mw.get(f, float("-inf"))):
         mw = latest.mw.get(code)
@@ -668,9 +673,9 @@ def _generation_tab(snapshot: Snapshot) -> Tab:
                      Cell(None)]
         else:
             direction = "import" if mw > 0 else "export" if mw < 0 else "idle"
-            cells = [Cell(mw, "mw"), Cell(direction)]
+            cells = [Cell(mw, "mw"), Cell(direction, "text_center")]
         tab.put_row(row, [Cell(INTERCONNECTOR_NAMES.get(code, code)), *cells,
-                          Cell(code, "muted")])
+                          Cell(code, "muted_center")])
         row += 1
     net = latest.net_imports_mw
     tab.put_row(row, [Cell("Net imports", "label"),
@@ -1135,10 +1140,10 @@ def _prices_tab(snapshot: Snapshot, series: list[Series]) -> Tab:
 
 
 def _outages_tab(snapshot: Snapshot) -> Tab:
-    headers = ("Asset", "BM unit", "Fuel", "Unavailable MW", "Normal MW", "Cause", "Type",
+    headers = ("Asset", "BM unit", "Fuel", "Unavailable MW", "Normal MW", "Type", "Cause",
                "Start (Europe/London)", "Expected return", "Revision")
     tab = Tab(OUTAGES, rows=OUTAGE_ROWS + 5, cols=len(headers),
-              col_widths=(14, 14, 20, 14, 11, 22, 11, 18, 18, 9), freeze_rows=4)
+              col_widths=(14, 14, 20, 14, 11, 12, 22, 18, 18, 9), freeze_rows=4)
     tab.put(0, 0, Cell(
         f"Largest active outages over {OUTAGE_MIN_MW:.0f} MW at "
         f"{london(snapshot.now):%Y-%m-%d %H:%M} (REMIT, latest revision per notice)", "title"))
@@ -1150,7 +1155,11 @@ def _outages_tab(snapshot: Snapshot) -> Tab:
             "before then are missing until the REMIT backfill completes", "warning"))
     else:
         tab.put(1, 0, Cell(f"REMIT history complete for the last {span} days", "ok"))
-    tab.put_row(3, [Cell(h, "heading") for h in headers])
+    # Numbers and times right-aligned under right-aligned headings; Type, centred, keeps the
+    # normal MW apart from the cause's text.
+    tab.put_row(3, [Cell(h, "heading_num" if i in (3, 4, 7, 8, 9) else
+                         "heading_center" if i == 5 else "heading")
+                    for i, h in enumerate(headers)])
     if not snapshot.outages:
         if loaded:
             tab.put(4, 0, Cell(f"No active outage over {OUTAGE_MIN_MW:.0f} MW", "muted"))
@@ -1163,7 +1172,7 @@ def _outages_tab(snapshot: Snapshot) -> Tab:
             Cell(o["unavailableCapacity"], "mw"),
             Cell(o["normalCapacity"], "mw") if o["normalCapacity"] is not None
             else missing("notice gives no normal capacity", "mw"),
-            Cell(o["cause"]), Cell(o["unavailabilityType"]),
+            Cell(o["unavailabilityType"], "text_center"), Cell(o["cause"]),
             Cell(london(o["eventStartTime"]), "datetime"),
             Cell(london(end), "datetime") if end else missing("no end time published", "datetime"),
             Cell(o["revisionNumber"], "count", note=f"mrid {o['mrid']}"),
@@ -1177,7 +1186,7 @@ def _health_tab(snapshot: Snapshot) -> Tab:
                "Failed chunks", "Duplicates dropped", "IRIS last message", "Description")
     datasets = [catalog.get(code) for code in snapshot.coverage]
     tab = Tab(HEALTH, rows=len(catalog.DATASETS) + 4, cols=len(headers),
-              col_widths=(11, 17, 11, 10, 11, 11, 9, 9, 11, 17, 56), freeze_rows=3)
+              col_widths=(18, 17, 11, 10, 11, 11, 9, 9, 11, 17, 56), freeze_rows=3)
     days = next(iter(snapshot.coverage.values()), [])
     window = f"{days[0].date} to {days[-1].date}" if days else ""
     tab.put(0, 0, Cell("Data health", "title"))

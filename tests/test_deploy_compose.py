@@ -16,6 +16,7 @@ from tests.support.deploy import (
     SECRET_NAME,
     THIRD_PARTY_ENV,
     allowed_container_env,
+    bmrs_group,
     celery_conf,
     code_queues,
     compose_bmrs_services,
@@ -26,6 +27,7 @@ from tests.support.deploy import (
     parse_duration_s,
     run_tool,
     secret_env_names,
+    setting_env_names,
     task_time_limits_s,
     worker_queues,
 )
@@ -96,20 +98,102 @@ def test_workers_stop_with_celery_soft_shutdown_inside_their_grace_period(compos
 def test_workers_are_health_checked_by_a_celery_ping_of_their_own_node(compose) -> None:
     for name in WORKER_SERVICES:
         test = compose["services"][name]["healthcheck"]["test"]
-        command = test[1] if test[0] == "CMD-SHELL" else " ".join(test[1:])
-        assert re.search(r"celery -A worker\.cluster\.celery_app inspect ping .*celery@\$\$HOSTNAME", command), command
+        assert test == ["CMD", "bmrs", "health", "worker"], test
+        assert "worker" in bmrs_group().commands["health"].commands
 
 
-def test_flower_has_basic_auth_from_the_environment_and_a_healthcheck(compose) -> None:
+def test_every_service_has_a_healthcheck_that_runs_the_same_on_docker_and_podman(compose) -> None:
+    """podman 4.3's Docker API splits exec-form arguments on spaces, and `podman exec` has no
+    $HOSTNAME: exec form only with space-free arguments, else CMD-SHELL; no $HOSTNAME at all."""
+    for name, service in compose["services"].items():
+        test = service.get("healthcheck", {}).get("test")
+        assert test, f"{name} has no healthcheck: `up --wait` and depends_on cannot see it is up"
+        if test[0] == "CMD":
+            spaced = [arg for arg in test[1:] if re.search(r"\s", arg)]
+            assert not spaced, f"{name}: exec-form arguments with spaces are split by podman: {spaced}"
+        else:
+            assert test[0] == "CMD-SHELL" and len(test) == 2, f"{name}: {test}"
+        assert "HOSTNAME" not in " ".join(test), f"{name}: $HOSTNAME is unset under podman exec"
+        # start_interval needs Docker 25's API (1.44): compose refuses the file on older engines.
+        assert "start_interval" not in service["healthcheck"], name
+
+
+def test_every_service_has_a_stop_grace_period(compose) -> None:
+    """Without one podman kills a service at once on stop (Docker waits 10 s)."""
+    for name, service in compose["services"].items():
+        assert parse_duration_s(service.get("stop_grace_period", "0s")) >= 10, name
+
+
+def test_each_service_gets_only_the_secrets_its_role_needs(compose) -> None:
+    expected = {
+        "redis": {"REDIS_PASSWORD", "REDISCLI_AUTH"},
+        "worker": {"BMRS_BROKER_URL", "BMRS_ALERT_WEBHOOK"},
+        "worker-realtime": {"BMRS_BROKER_URL", "BMRS_ALERT_WEBHOOK"},
+        "beat": {"BMRS_BROKER_URL"},
+        "iris-listener": {"BMRS_BROKER_URL", "BMRS_IRIS_CLIENT_SECRET", "BMRS_IRIS_CONNECTION_STRING"},
+        "flower": {"BMRS_BROKER_URL", "FLOWER_BASIC_AUTH"},
+        "sim": set(),
+    }
+    assert set(expected) == set(compose["services"])
+    secret_names = secret_env_names() | {"REDIS_PASSWORD", "REDISCLI_AUTH", "BMRS_BROKER_URL"}
+    for name, service in compose["services"].items():
+        # env_file would hand every container all of .env, the other roles' secrets included.
+        assert "env_file" not in service, f"{name}: env_file gives it every secret in .env"
+        environment = service.get("environment") or {}
+        # NAME_FILE (a mounted file holding the secret) counts as the secret NAME.
+        held = {key.removesuffix("_FILE") for key in environment if key in secret_names or SECRET_NAME.search(key)}
+        assert held == expected[name], f"{name} gets the secrets {sorted(held)}, expected {sorted(expected[name])}"
+        mounts = [str(v) for v in service.get("volumes", [])]
+        if any(m.startswith("./secrets:") for m in mounts):
+            assert name in ("worker", "worker-realtime", "iris-listener"), f"{name} mounts ./secrets"
+
+
+def test_every_non_secret_setting_reaches_the_bmrs_services_from_env(compose) -> None:
+    """Settings are passed by name (compose looks each up in .env), one list for all roles."""
+    settings = set(setting_env_names()) - secret_env_names()
+    fixed = {"BMRS_BROKER_URL", "BMRS_DATA_DIR", "BMRS_SIM_FAULTS"}
+    for name, service in compose_bmrs_services(compose).items():
+        if name == "sim":
+            continue
+        environment = service["environment"]
+        passed = {key for key, value in environment.items() if value is None and key in settings}
+        assert passed == settings - fixed, f"{name}: missing {sorted(settings - fixed - passed)}"
+
+
+def test_flower_is_published_on_the_host_loopback_by_default(compose) -> None:
+    (port,) = compose["services"]["flower"]["ports"]
+    match = re.fullmatch(r"\$\{FLOWER_BIND:-([^}]*)\}:5555:5555", str(port))
+    assert match, f"publish Flower as ${{FLOWER_BIND:-127.0.0.1}}:5555:5555, not {port!r}"
+    assert match.group(1) == "127.0.0.1"
+    assert ("FLOWER_BIND", "127.0.0.1", False) in env_example_entries()
+    for name, service in compose["services"].items():
+        if name != "flower":
+            assert "ports" not in service, f"{name} is published outside the compose network"
+
+
+def test_redis_does_not_run_as_root(compose) -> None:
+    redis = compose["services"]["redis"]
+    # The official image switches to its redis user only when it runs redis-server itself; a
+    # `sh -c` command keeps root unless it drops it (tests/test_deploy_runtime.py runs it).
+    assert redis["command"][0] == "sh"
+    assert str(redis.get("user", "root")).split(":")[0] in ("root", "0"), "the script needs root to chown /data"
+    script = redis["command"][-1]
+    (launch,) = [line for line in script.splitlines() if "redis-server" in line]
+    assert launch.startswith("exec $$as_redis redis-server "), launch
+    for tool in ("su-exec redis", "gosu redis", "setpriv --reuid=redis --regid=redis"):
+        assert tool in script, tool
+
+
+def test_flower_has_basic_auth_from_env_and_a_healthcheck(compose) -> None:
     flower = compose["services"]["flower"]
-    assert "5555:5555" in [str(port) for port in flower["ports"]]
     assert "/healthcheck" in " ".join(flower["healthcheck"]["test"])
     _, ctx = parse_bmrs_args(flower["command"])
     assert ctx.params["port"] == 5555
-    # The credentials come from .env (env_file), never from the compose file itself.
-    assert "FLOWER_BASIC_AUTH" not in flower.get("environment", {})
-    assert any(e["path"] == ".env" for e in flower["env_file"])
+    # The credentials come from .env, never from the compose file itself.
+    assert re.fullmatch(r"\$\{FLOWER_BASIC_AUTH:\?[^}]*\}", flower["environment"]["FLOWER_BASIC_AUTH"])
     assert "FLOWER_BASIC_AUTH" in {name for name, _, active in env_example_entries() if active}
+    # In the demo profile it starts after the simulator, which is how it recognises the demo.
+    assert flower["depends_on"]["sim"] == {"condition": "service_healthy", "required": False}
 
 
 def test_redis_has_a_password_persistence_noeviction_and_a_healthcheck(compose) -> None:
@@ -168,8 +252,10 @@ def test_no_secret_value_is_written_in_the_compose_file(compose) -> None:
     for name, service in compose["services"].items():
         for key, value in (service.get("environment") or {}).items():
             if key in secret_names or SECRET_NAME.search(key):
-                # Only a reference to .env, and with no fallback value that would be a secret.
-                assert re.fullmatch(r"\$\{[A-Z_]+(:\?[^}]*)?\}", str(value)), f"{name}.{key} = {value!r}"
+                # Only a reference to .env (by name, or interpolated with no fallback value
+                # that would be a secret).
+                if value is not None:
+                    assert re.fullmatch(r"\$\{[A-Z_]+(:\?[^}]*)?\}", str(value)), f"{name}.{key} = {value!r}"
     text = COMPOSE_FILE.read_text()
     # Credentials inside URLs must be interpolated too.
     for userinfo in re.findall(r"://([^@/\s]*)@", text):

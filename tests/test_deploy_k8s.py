@@ -154,8 +154,20 @@ def test_workers_use_celery_soft_shutdown_within_their_grace_period(overlay) -> 
         for setting, limit in task_time_limits_s(env).items():
             assert grace > limit, f"{name}/{deployment}: grace {grace}s <= {setting} {limit:g}s"
         assert grace > float(conf.worker_soft_shutdown_timeout or 0)
-        probe = " ".join(container["livenessProbe"]["exec"]["command"])
-        assert re.search(r"celery -A worker\.cluster\.celery_app inspect ping .*celery@\$HOSTNAME", probe)
+        assert container["livenessProbe"]["exec"]["command"] == ["bmrs", "health", "worker"]
+
+
+def test_every_bmrs_role_but_flower_is_probed_by_its_bmrs_health_check(overlay) -> None:
+    """The same `bmrs health ROLE` commands docker-compose.yml runs (Flower: its /healthcheck)."""
+    _, docs = overlay
+    roles = {"worker": "worker", "beat": "beat", "listen": "listener"}
+    for workload, container in bmrs_containers(docs):
+        role = container["args"][0]
+        if role in roles:
+            command = container["livenessProbe"]["exec"]["command"]
+            assert command == ["bmrs", "health", roles[role]], f"{workload['metadata']['name']}: {command}"
+            subcommand, _ = parse_bmrs_args(command[1:])
+            assert subcommand == "health"
 
 
 def test_beat_and_the_iris_listener_run_exactly_once(overlay) -> None:
@@ -177,10 +189,9 @@ def test_flower_is_a_service_with_basic_auth_from_a_secret(overlay) -> None:
     assert selector_matches(service["spec"]["selector"], deployment["spec"]["template"]["metadata"]["labels"])
     assert service["spec"]["ports"][0]["port"] == 5555
     container = pod_spec(deployment)["containers"][0]
-    assert "FLOWER_BASIC_AUTH" not in {e["name"] for e in container.get("env", [])}
-    secret_names = [s["secretRef"]["name"] for s in container["envFrom"] if "secretRef" in s]
-    secrets = by_kind(docs, "Secret")
-    assert any("FLOWER_BASIC_AUTH" in secrets[s].get("stringData", {}) for s in secret_names)
+    (auth,) = [e for e in container["env"] if e["name"] == "FLOWER_BASIC_AUTH"]
+    ref = auth["valueFrom"]["secretKeyRef"]
+    assert ref["key"] in by_kind(docs, "Secret")[ref["name"]]["stringData"]
     assert container["readinessProbe"]["httpGet"]["path"] == "/healthcheck"
 
 
@@ -334,11 +345,29 @@ def test_containers_get_only_settings_and_documented_third_party_variables(overl
     for workload, container in bmrs_containers(docs):
         names = {e["name"] for e in container.get("env", [])}
         names |= set(effective_configmap(docs, workload, container))
-        for source in container.get("envFrom", []):
-            if "secretRef" in source:
-                names |= set(by_kind(docs, "Secret")[source["secretRef"]["name"]].get("stringData", {}))
         extra = names - allowed
         assert not extra, f"{name}/{workload['metadata']['name']}: {sorted(extra)} not in Settings or {sorted(THIRD_PARTY_ENV)}"
+
+
+def test_each_workload_gets_only_the_secrets_its_role_needs(overlay) -> None:
+    """Key by key from the Secret (envFrom of a Secret would hand every pod every key)."""
+    _, docs = overlay
+    expected = {
+        "worker": {"REDIS_PASSWORD", "BMRS_ALERT_WEBHOOK", "BMRS_SHEETS_ID"},
+        "beat": {"REDIS_PASSWORD"},
+        "flower": {"REDIS_PASSWORD", "FLOWER_BASIC_AUTH"},
+        "listen": {"REDIS_PASSWORD", "BMRS_IRIS_TENANT_ID", "BMRS_IRIS_CLIENT_ID", "BMRS_IRIS_CLIENT_SECRET",
+                   "BMRS_IRIS_QUEUE", "BMRS_IRIS_CONNECTION_STRING"},
+    }
+    for workload, container in bmrs_containers(docs):
+        name = workload["metadata"]["name"]
+        assert not [s for s in container.get("envFrom", []) if "secretRef" in s], f"{name}: envFrom a Secret"
+        from_secrets = {e["name"] for e in container.get("env", []) if "secretKeyRef" in e.get("valueFrom", {})}
+        role = container["args"][0]
+        assert from_secrets == expected.get(role, set()), f"{name}: {sorted(from_secrets)}"
+        names = [e["name"] for e in container.get("env", [])]
+        if "BMRS_BROKER_URL" in names:  # $(REDIS_PASSWORD) expands only if defined before it
+            assert names.index("REDIS_PASSWORD") < names.index("BMRS_BROKER_URL"), name
 
 
 def test_no_secret_value_is_written_in_any_manifest(overlay) -> None:

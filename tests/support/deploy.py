@@ -114,11 +114,16 @@ def _type_args(annotation: Any) -> set[Any]:
 
 
 def task_time_limits_s(env: dict[str, str]) -> dict[str, float]:
-    """The soft and hard task time limits a container gets: its environment, else the defaults."""
+    """The soft and hard task time limits a container gets: its environment, else the defaults.
+
+    A name without a value (compose passes it on from .env only when set there) counts as the
+    default.
+    """
     limits = {}
     for field in ("task_soft_time_limit_s", "task_time_limit_s"):
         env_name = primary_env_name(field)
-        limits[env_name] = float(env.get(env_name, Settings.model_fields[field].default))
+        value = env.get(env_name)
+        limits[env_name] = float(Settings.model_fields[field].default if value is None else value)
     return limits
 
 

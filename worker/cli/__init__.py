@@ -17,6 +17,7 @@ _COMMAND_MODULES = (
     "worker.cli.iris_commands",
     "worker.cli.cluster_commands",
     "worker.cli.dashboard_commands",
+    "worker.cli.health_commands",
 )
 
 for _module in _COMMAND_MODULES:

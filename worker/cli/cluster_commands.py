@@ -406,7 +406,10 @@ def flower_command(address: str, port: int) -> None:
     """Run Flower, the web monitor, with basic auth from FLOWER_BASIC_AUTH (user:password)."""
     import os
 
+    from worker.cli.health_commands import refuse_example_flower_password
+
     settings = get_settings()
+    refuse_example_flower_password(settings, address)
     argv = ["flower", f"--address={address}", f"--port={port}"]
     if settings.flower_basic_auth:
         # Given on Flower's own command line inside this process, so it never shows in `ps`.

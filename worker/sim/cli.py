@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+
 import click
 
 from worker.cli.app import UserError, main
@@ -75,6 +77,8 @@ def sim(
         f"(seed {seed}, scale {scale:g}, faults: {str(spec) or 'none'}, "
         f"window limits: {format_limits(limits) or 'the spec only'})"
     )
+    # `docker stop` and the kubelet send SIGTERM: stop as cleanly as on Ctrl-C (exit 0, not 143).
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

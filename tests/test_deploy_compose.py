@@ -98,8 +98,19 @@ def test_workers_stop_with_celery_soft_shutdown_inside_their_grace_period(compos
 def test_workers_are_health_checked_by_a_celery_ping_of_their_own_node(compose) -> None:
     for name in WORKER_SERVICES:
         test = compose["services"][name]["healthcheck"]["test"]
-        assert test == ["CMD", "bmrs", "health", "worker"], test
-        assert "worker" in bmrs_group().commands["health"].commands
+        assert test == ["CMD", "python", "-m", "worker.health", "worker"], test
+
+
+def test_bmrs_health_offers_every_check_of_python_m_worker_health() -> None:
+    """The compose file runs `python -m worker.health ROLE` (it loads less); users have
+    `bmrs health ROLE`: the same checks, so the two must offer the same roles."""
+    import argparse
+
+    from worker.health import build_parser
+
+    (subparsers,) = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    assert set(subparsers.choices) == set(bmrs_group().commands["health"].commands)
+    assert set(subparsers.choices) == {"worker", "beat", "listener", "url", "port"}
 
 
 def test_every_service_has_a_healthcheck_that_runs_the_same_on_docker_and_podman(compose) -> None:

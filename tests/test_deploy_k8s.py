@@ -154,20 +154,19 @@ def test_workers_use_celery_soft_shutdown_within_their_grace_period(overlay) -> 
         for setting, limit in task_time_limits_s(env).items():
             assert grace > limit, f"{name}/{deployment}: grace {grace}s <= {setting} {limit:g}s"
         assert grace > float(conf.worker_soft_shutdown_timeout or 0)
-        assert container["livenessProbe"]["exec"]["command"] == ["bmrs", "health", "worker"]
+        assert container["livenessProbe"]["exec"]["command"] == ["python", "-m", "worker.health", "worker"]
 
 
-def test_every_bmrs_role_but_flower_is_probed_by_its_bmrs_health_check(overlay) -> None:
-    """The same `bmrs health ROLE` commands docker-compose.yml runs (Flower: its /healthcheck)."""
+def test_every_bmrs_role_but_flower_is_probed_by_its_health_check(overlay) -> None:
+    """The same `python -m worker.health ROLE` checks docker-compose.yml runs (Flower: its
+    /healthcheck, as an httpGet probe)."""
     _, docs = overlay
     roles = {"worker": "worker", "beat": "beat", "listen": "listener"}
     for workload, container in bmrs_containers(docs):
         role = container["args"][0]
         if role in roles:
             command = container["livenessProbe"]["exec"]["command"]
-            assert command == ["bmrs", "health", roles[role]], f"{workload['metadata']['name']}: {command}"
-            subcommand, _ = parse_bmrs_args(command[1:])
-            assert subcommand == "health"
+            assert command == ["python", "-m", "worker.health", roles[role]], f"{workload['metadata']['name']}: {command}"
 
 
 def test_beat_and_the_iris_listener_run_exactly_once(overlay) -> None:

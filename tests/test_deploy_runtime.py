@@ -64,6 +64,8 @@ def run_healthcheck(test: list[str], env: dict[str, str], replace: tuple[str, st
     argv = [part.replace(old, new) if old else part for part in test[1:]]
     if argv[0] == "bmrs":
         argv[0] = str(Path(sys.executable).parent / "bmrs")
+    elif argv[0] == "python":  # the image's python is its virtualenv's
+        argv[0] = sys.executable
     return subprocess.run(argv, check=False, env={**os.environ, **env}, capture_output=True, text=True, timeout=60)
 
 

@@ -160,15 +160,19 @@ def test_each_service_gets_only_the_secrets_its_role_needs(compose) -> None:
 
 
 def test_every_non_secret_setting_reaches_the_bmrs_services_from_env(compose) -> None:
-    """Settings are passed by name (compose looks each up in .env), one list for all roles."""
+    """Settings are passed by name (compose looks each up in .env), one list for all roles;
+    the simulator's own settings (BMRS_SIM_*) go to the simulator."""
     settings = set(setting_env_names()) - secret_env_names()
-    fixed = {"BMRS_BROKER_URL", "BMRS_DATA_DIR", "BMRS_SIM_FAULTS"}
+    simulator = {name for name in settings if name.startswith("BMRS_SIM_")}
+    fixed = {"BMRS_BROKER_URL", "BMRS_DATA_DIR"}
     for name, service in compose_bmrs_services(compose).items():
-        if name == "sim":
-            continue
         environment = service["environment"]
         passed = {key for key, value in environment.items() if value is None and key in settings}
-        assert passed == settings - fixed, f"{name}: missing {sorted(settings - fixed - passed)}"
+        if name == "sim":
+            assert simulator <= set(environment), f"sim: missing {sorted(simulator - set(environment))}"
+            continue
+        expected = settings - fixed - simulator
+        assert passed == expected, f"{name}: missing {sorted(expected - passed)}, extra {sorted(passed - expected)}"
 
 
 def test_flower_is_published_on_the_host_loopback_by_default(compose) -> None:

@@ -46,7 +46,10 @@ def check_worker(node: str | None = None, timeout_s: float = 10.0) -> None:
     # A bare app on the same broker: the pidbox a ping goes through needs nothing of the
     # cluster's configuration, and importing that would cost more than the check itself.
     app = Celery("bmrs-health", broker=broker_url(get_settings()))
-    app.conf.broker_transport_options = {"socket_connect_timeout": 5, "socket_timeout": timeout_s + 5}
+    app.conf.broker_transport_options = {
+        "socket_connect_timeout": 5,
+        "socket_timeout": timeout_s + 5,
+    }
     try:
         with app.connection_for_write() as connection:
             connection.ensure_connection(max_retries=1)
@@ -65,7 +68,8 @@ def _redis():  # noqa: ANN202 (redis.Redis, imported lazily)
     from worker.cluster.broker import broker_url
     from worker.settings import get_settings
 
-    return redis.Redis.from_url(broker_url(get_settings()), socket_connect_timeout=5, socket_timeout=10)
+    url = broker_url(get_settings())
+    return redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=10)
 
 
 def check_beat() -> None:
@@ -94,9 +98,12 @@ def check_listener(max_silence_s: float = LISTENER_SILENCE_S) -> None:
         raise Unhealthy(f"cannot read the IRIS listener heartbeat from Redis: {exc}") from None
     if seen is None:
         raise Unhealthy("no IRIS listener heartbeat in Redis")
-    age_s = (dt.datetime.now(dt.timezone.utc) - dt.datetime.fromisoformat(seen.decode())).total_seconds()
+    last = dt.datetime.fromisoformat(seen.decode())
+    age_s = (dt.datetime.now(dt.timezone.utc) - last).total_seconds()
     if age_s > max_silence_s:
-        raise Unhealthy(f"the IRIS listener last beat {age_s:.0f}s ago (more than {max_silence_s:g}s)")
+        raise Unhealthy(
+            f"the IRIS listener last beat {age_s:.0f}s ago (more than {max_silence_s:g}s)"
+        )
 
 
 def check_url(url: str, timeout_s: float = 5.0) -> None:

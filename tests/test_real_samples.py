@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import itertools
 import json
 import re
 from collections import Counter
@@ -22,7 +23,7 @@ from urllib.parse import urlencode
 
 import orjson
 import pyarrow as pa
-import pyarrow.compute  # noqa: F401 - pa.compute
+import pyarrow.compute
 import pytest
 from click.testing import CliRunner
 
@@ -47,9 +48,8 @@ NOT_JSON = {"PN_stream__pgrach-ElexonDataFetcher-FRAGMENT.txt"}
 # Samples named after a catalog code whose rows are another endpoint's and cannot be that
 # dataset's rows at all (SOURCES.md): left out, with the reason.
 NOT_THIS_DATASET = {
-    "AGPT__advanced-computing-elexon_energy.json":
-        "/generation/actual/per-type: each row nests {businessType, psrType, quantity} under a "
-        "period and has no publishTime; the AGPT stream's rows are flat",
+    "AGPT__advanced-computing-elexon_energy.json": "/generation/actual/per-type: each row nests {businessType, psrType, quantity} under a "
+    "period and has no publishTime; the AGPT stream's rows are flat",
 }
 # Catalog datasets with samples that the simulator does not answer yet (no calibrated
 # generator; the generic layer answers every catalog path from the spec once it lands). Their
@@ -58,8 +58,7 @@ NOT_THIS_DATASET = {
 AWAITING_GENERIC_SIMULATOR: set[str] = set()
 # Samples of another endpoint than the catalog's: parsed and loaded, not compared for shape.
 OTHER_ENDPOINT = {
-    "DISBSAD-details__elexonpy-notebook-RECONSTRUCTED.json":
-        "/balancing/nonbm/disbsad/details: adds startTime and price to the stream's fields",
+    "DISBSAD-details__elexonpy-notebook-RECONSTRUCTED.json": "/balancing/nonbm/disbsad/details: adds startTime and price to the stream's fields",
 }
 # Real rows that share natural key and version yet differ (both must be kept): file -> count.
 KEY_REPEATS = {
@@ -440,7 +439,8 @@ def simulator_app() -> SimulatorApp:
 
 
 SHAPE_SAMPLES = [
-    s for s in CATALOG_SAMPLES
+    s
+    for s in CATALOG_SAMPLES
     if s.path.name not in OTHER_ENDPOINT and s.code not in AWAITING_GENERIC_SIMULATOR
 ]
 
@@ -544,7 +544,8 @@ def test_boalf_day_and_hour_are_within_2x_of_a_real_capture(full_scale: dict[str
     assert any(r["settlementPeriodTo"] != r["settlementPeriodFrom"] for r in day)
     midnight = settlement.day_window_utc(dt.date(2025, 6, 3))[0]
     crossing = [
-        r for r in generator.rows(midnight - settlement.PERIOD)
+        r
+        for r in generator.rows(midnight - settlement.PERIOD)
         if r["timeTo"] > midnight.strftime("%Y-%m-%dT%H:%M:%SZ")
     ]
     assert crossing and all(r["settlementPeriodTo"] == 1 for r in crossing)
@@ -584,7 +585,7 @@ def test_wind_is_continuous_across_midnight(full_scale: dict[str, Any]) -> None:
 
     for day in (dt.date(2025, 6, 2), dt.date(2025, 1, 14)):
         today, tomorrow = wind(day), wind(day + dt.timedelta(days=1))
-        steps = [abs(b - a) for a, b in zip(today, today[1:])]
+        steps = [abs(b - a) for a, b in itertools.pairwise(today)]
         assert abs(tomorrow[0] - today[-1]) <= max(steps)
 
 
@@ -601,5 +602,10 @@ def test_pn_has_sub_period_segments_and_ramps(full_scale: dict[str, Any]) -> Non
     rows = full_scale["PN"].rows(dt.datetime(2025, 6, 2, 10, tzinfo=settlement.UTC))
     assert any(r["timeFrom"].endswith(":15:00Z") for r in rows)
     assert any(r["levelFrom"] != r["levelTo"] for r in rows)
-    assert sum(r["timeFrom"] == "2025-06-02T10:00:00Z" and r["timeTo"] == "2025-06-02T10:30:00Z"
-               for r in rows) > len(rows) / 4
+    assert (
+        sum(
+            r["timeFrom"] == "2025-06-02T10:00:00Z" and r["timeTo"] == "2025-06-02T10:30:00Z"
+            for r in rows
+        )
+        > len(rows) / 4
+    )

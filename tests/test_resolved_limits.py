@@ -26,8 +26,14 @@ MELS = catalog.get("MELS")
 
 
 def declaration(
-    time_from: str, time_to: str, level_from: int, level_to: int, sequence: int,
-    notified: str = "2023-05-24T07:00:00Z", unit: str = "ABRBO-1", period: int = 23,
+    time_from: str,
+    time_to: str,
+    level_from: int,
+    level_to: int,
+    sequence: int,
+    notified: str = "2023-05-24T07:00:00Z",
+    unit: str = "ABRBO-1",
+    period: int = 23,
 ) -> dict[str, Any]:
     return {
         "dataset": "MELS",
@@ -47,7 +53,7 @@ def declaration(
 def load_fetches(data_dir: Path, *fetches: list[dict[str, Any]]) -> LocalWarehouse:
     """Each fetch loaded as its own ingestion, one second after the previous one."""
     warehouse = LocalWarehouse(data_dir)
-    start = dt.datetime(2023, 5, 24, 12, tzinfo=dt.timezone.utc)
+    start = dt.datetime(2023, 5, 24, 12, tzinfo=dt.UTC)
     for number, rows in enumerate(fetches):
         stamp = start + dt.timedelta(seconds=number)
         table = parse_rows(MELS, rows, ingested_utc=stamp).table
@@ -62,11 +68,16 @@ Segment = tuple[str, str, int, int, int]
 def resolved(warehouse: LocalWarehouse, unit: str = "ABRBO-1") -> list[Segment]:
     rows = warehouse.query(
         'SELECT "timeFrom", "timeTo", "levelFrom", "levelTo", "notificationSequence" '
-        f"FROM mels_latest WHERE \"nationalGridBmUnit\" = '{unit}' ORDER BY \"timeFrom\""
+        f'FROM mels_latest WHERE "nationalGridBmUnit" = \'{unit}\' ORDER BY "timeFrom"'
     ).to_pylist()
     return [
-        (r["timeFrom"].strftime("%H:%M"), r["timeTo"].strftime("%H:%M"), r["levelFrom"],
-         r["levelTo"], r["notificationSequence"])
+        (
+            r["timeFrom"].strftime("%H:%M"),
+            r["timeTo"].strftime("%H:%M"),
+            r["levelFrom"],
+            r["levelTo"],
+            r["notificationSequence"],
+        )
         for r in rows
     ]
 
@@ -116,24 +127,28 @@ def test_one_segment_per_unit_and_instant_and_no_unit_lost(data_dir: Path) -> No
     fetches = []
     units = [f"UNIT-{n}" for n in range(5)]
     for unit in units:
-        fetches.append([
-            declaration("09:00", "09:30", 50, 50, sequence=1, unit=unit, period=21),
-            declaration("09:30", "10:00", 50, 50, sequence=1, unit=unit, period=22),
-        ])
+        fetches.append(
+            [
+                declaration("09:00", "09:30", 50, 50, sequence=1, unit=unit, period=21),
+                declaration("09:30", "10:00", 50, 50, sequence=1, unit=unit, period=22),
+            ]
+        )
     fetches.append([declaration("09:25", "09:40", 0, 0, sequence=9, unit="UNIT-2", period=21)])
     warehouse = load_fetches(data_dir, *fetches)
     rows = warehouse.query(
         'SELECT "nationalGridBmUnit" AS unit, "timeFrom" AS t0, "timeTo" AS t1 FROM mels_latest'
     ).to_pylist()
     assert {r["unit"] for r in rows} == set(units)
-    start = dt.datetime(2023, 5, 24, 9, tzinfo=dt.timezone.utc)
+    start = dt.datetime(2023, 5, 24, 9, tzinfo=dt.UTC)
     for minute in range(60):
         instant = start + dt.timedelta(minutes=minute, seconds=30)
         for unit in units:
             holding = [r for r in rows if r["unit"] == unit and r["t0"] <= instant < r["t1"]]
             assert len(holding) == 1, (unit, instant, holding)
     assert resolved(warehouse, "UNIT-2") == [
-        ("09:00", "09:25", 50, 50, 1), ("09:25", "09:40", 0, 0, 9), ("09:40", "10:00", 50, 50, 1)
+        ("09:00", "09:25", 50, 50, 1),
+        ("09:25", "09:40", 0, 0, 9),
+        ("09:40", "10:00", 50, 50, 1),
     ]
 
 
@@ -163,9 +178,14 @@ def test_a_day_filter_resolves_only_that_days_rows(data_dir: Path) -> None:
     warehouse = LocalWarehouse(data_dir)
     days = [DAY, DAY + dt.timedelta(days=1)]
     for day in days:
-        rows = [{**declaration("09:00", "09:30", 50, 50, sequence=1),
-                 "settlementDate": day.isoformat(),
-                 "timeFrom": f"{day}T09:00:00Z", "timeTo": f"{day}T09:30:00Z"}]
+        rows = [
+            {
+                **declaration("09:00", "09:30", 50, 50, sequence=1),
+                "settlementDate": day.isoformat(),
+                "timeFrom": f"{day}T09:00:00Z",
+                "timeTo": f"{day}T09:30:00Z",
+            }
+        ]
         with warehouse.chunk_lock(MELS, day):
             warehouse.load_chunk(MELS, day, parse_rows(MELS, rows).table)
     warehouse.current_files(MELS)[0].write_bytes(b"not parquet")  # the first day, unreadable
@@ -190,8 +210,12 @@ def test_bigquery_resolves_the_same_and_reads_only_the_days_partition(
         f"WHERE _day = DATE '{DAY}' ORDER BY timeFrom"
     ).to_pylist()
     got = [
-        (r["timeFrom"].strftime("%H:%M"), r["timeTo"].strftime("%H:%M"), r["levelFrom"],
-         r["levelTo"])
+        (
+            r["timeFrom"].strftime("%H:%M"),
+            r["timeTo"].strftime("%H:%M"),
+            r["levelFrom"],
+            r["levelTo"],
+        )
         for r in rows
     ]
     assert got == [("11:00", "11:20", 100, 40), ("11:20", "11:30", 60, 60)]
@@ -199,7 +223,9 @@ def test_bigquery_resolves_the_same_and_reads_only_the_days_partition(
 
 
 def test_refetched_after_a_redeclaration_the_api_answer_resolves_end_to_end(
-    replay_factory, bmrs_env: pytest.MonkeyPatch, data_dir: Path  # type: ignore[no-untyped-def]
+    replay_factory,
+    bmrs_env: pytest.MonkeyPatch,
+    data_dir: Path,  # type: ignore[no-untyped-def]
 ) -> None:
     """Through the real client: the API's resolved answer before a re-declaration, then the
     re-timed answer after it, each ingested with ``bmrs ingest``; the view holds the latter."""

@@ -25,7 +25,7 @@ REPLAY_NOW = dt.datetime(2027, 6, 1, tzinfo=settlement.UTC)
 
 
 def _instant(text: str) -> dt.datetime:
-    return dt.datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(settlement.UTC)
+    return dt.datetime.fromisoformat(text).astimezone(settlement.UTC)
 
 
 class RecordedRows:

@@ -987,7 +987,7 @@ GENERATOR_CLASSES: dict[str, type[Generator]] = {
 
 # Datasets whose real samples came with the spec-driven catalog; their module builds on the
 # classes above, so it is imported once they exist.
-from worker.sim.calibrated_more import (  # noqa: E402
+from worker.sim.calibrated_more import (
     InitialDemandOutturn,
     MeteredVolumes,
     NationalDemandForecast,

@@ -57,6 +57,7 @@ def resolved_latest_sql(dialect: Dialect, dataset: Dataset, source: str) -> str:
     day_list = ", ".join(days)
     per_unit = f"{day_list}, {unit}"
     same_day = " AND ".join(f"s.{name} = p.{name}" for name in days)
+
     def newest(alias: str) -> str:
         return (
             f"{alias}.{q('notificationSequence')} DESC NULLS LAST, "
@@ -67,8 +68,10 @@ def resolved_latest_sql(dialect: Dialect, dataset: Dataset, source: str) -> str:
     qualify = dialect.qualify_prefix
     columns = [field.name for field in dataset.storage_schema]
     carried = ", ".join(
-        f"island_from AS {start}" if name == "timeFrom"
-        else f"island_to AS {end}" if name == "timeTo"
+        f"island_from AS {start}"
+        if name == "timeFrom"
+        else f"island_to AS {end}"
+        if name == "timeTo"
         else q(name)
         for name in columns
     )

@@ -565,6 +565,18 @@ def test_fuelinst_publish_window_is_inclusive_at_both_ends(simulator_app: Simula
     }
 
 
+def test_fuelhh_publish_window_is_inclusive_at_both_ends(simulator_app: SimulatorApp) -> None:
+    """FUELHH is published at each period's end: 00:00Z-00:30Z holds two publications."""
+    response = simulator_app.handle(
+        "GET",
+        "/datasets/FUELHH/stream?publishDateTimeFrom=2025-06-02T00:00:00Z"
+        "&publishDateTimeTo=2025-06-02T00:30:00Z",
+    )
+    rows = orjson.loads(response.body)
+    assert len(rows) == 2 * 20
+    assert {r["publishTime"] for r in rows} == {"2025-06-02T00:00:00Z", "2025-06-02T00:30:00Z"}
+
+
 def test_frequency_leaves_the_operational_band_but_not_the_statutory_one(
     full_scale: dict[str, Any],
 ) -> None:

@@ -68,6 +68,7 @@ def test_schema_matches_openapi_row_schema(spec: dict[str, Any], dataset: catalo
         }
     if "{bidOffer}" in dataset.endpoint:
         spec_fields["bidOffer"] = catalog.STR  # the side, stamped by the client
+    spec_fields.update(dataset.extra_fields)  # what real rows carry beyond the spec
     assert dict(dataset.fields) == spec_fields
 
 
@@ -169,7 +170,7 @@ def test_adding_a_dataset_is_one_row(tmp_path: Path) -> None:
     table.write_text(
         catalog.TABLE_FILE.read_text()
         + "REMITFUELTYPES,reference,/reference/remit/fueltypes/all,reference,fuelType,,,,no,1,no,48,"
-        'snapshot,"REMIT fuel types, a list of names"\n'
+        'snapshot,,"REMIT fuel types, a list of names"\n'
     )
     datasets = {d.code: d for d in catalog.load_table(table)}
     added = datasets["REMITFUELTYPES"]
@@ -307,3 +308,11 @@ def test_settlement_family_requests(day: str, periods: int) -> None:
     }
     (units,) = request_windows(catalog.get("BMUNITS"), date)
     assert (units.path, units.params) == ("/reference/bmunits/all", {})
+
+
+def test_fields_real_rows_carry_beyond_the_spec_are_declared_and_kept() -> None:
+    b1610 = catalog.get("B1610")
+    assert ("settlementRunType", catalog.STR) in b1610.fields
+    rows = _sample_rows(SAMPLES / "B1610__gridskew-b1610_stream.json")
+    names = {name for row in rows for name in row} - {"dataset"}
+    assert names == set(b1610.field_names)  # nothing left for _extra

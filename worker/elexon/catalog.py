@@ -8,7 +8,8 @@ Two sources, so nothing is typed twice:
   limit the spec states (``spec_limit``).
 - **The reviewed table** ``datasets.csv`` beside this module adds what the spec cannot say, one
   row per dataset, with the evidence in its ``notes``: natural key, version field, partition
-  rule, dense or sparse, revision window, realtime polling, freshness, history start, group.
+  rule, dense or sparse, revision window, realtime polling, freshness, history start, group,
+  and fields real rows carry that the spec lacks (``extra_fields``: B1610's settlementRunType).
   Its ``family`` column applies a family's shared rules (:data:`FAMILIES`) to the cells left
   blank. Adding a dataset is adding one row.
 
@@ -199,6 +200,8 @@ class Dataset:
     side_field: str | None = None
     # For an endpoint answering a bare list of strings: the one column they are stored in.
     scalar_field: str | None = None
+    # Fields real rows carry that the spec lacks (declared in the table, with evidence).
+    extra_fields: tuple[tuple[str, pa.DataType], ...] = ()
     # Why the table's values are what they are (the evidence).
     notes: str = ""
 
@@ -319,6 +322,23 @@ def stated_limit(code: str, endpoint: str) -> dt.timedelta | None:
     return None if hours is None else dt.timedelta(hours=hours)
 
 
+# Type names the table's ``extra_fields`` cell may use (``name:type``, space-separated).
+EXTRA_TYPES: dict[str, pa.DataType] = {
+    "string": STR, "int32": I32, "int64": I64, "double": F64, "boolean": BOOL,
+    "date": DATE, "date-time": TS,
+}
+
+
+def _extra_fields(text: str, where: str) -> tuple[tuple[str, pa.DataType], ...]:
+    found = []
+    for item in text.split():
+        name, _, kind = item.partition(":")
+        if kind not in EXTRA_TYPES:
+            raise CatalogError(f"{where}: extra field {item!r}: type one of {sorted(EXTRA_TYPES)}")
+        found.append((name, EXTRA_TYPES[kind]))
+    return tuple(found)
+
+
 def _flag(value: str, where: str) -> bool:
     if value not in ("yes", "no"):
         raise CatalogError(f"{where}: expected yes or no, got {value!r}")
@@ -341,6 +361,8 @@ def _build(row: dict[str, str]) -> Dataset:
     if not fields:  # a bare list of strings: one column, named by the natural key
         scalar_field = cell["natural_key"]
         fields = ((scalar_field, STR),)
+    extra = _extra_fields(cell.get("extra_fields", ""), where)
+    fields = fields + extra
     side_field = SIDE_PARAM if "{" + SIDE_PARAM + "}" in endpoint else None
     if side_field:
         fields = fields + ((side_field, STR),)
@@ -391,6 +413,7 @@ def _build(row: dict[str, str]) -> Dataset:
         envelope=spec.envelope(endpoint),
         side_field=side_field,
         scalar_field=scalar_field,
+        extra_fields=extra,
         notes=cell["notes"],
     )
 

@@ -19,7 +19,7 @@ from openapi_schema_validator import OAS30Validator, oas30_format_checker
 from worker.elexon import catalog, client, settlement
 from worker.sim import generic, reference, spec
 from worker.sim.server import GenericRoute, SimulatorApp
-from worker.sim.units import fleet
+from worker.sim.units import fleet, limit_only_units
 
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "elexon" / "samples"
 DAY = dt.date(2025, 6, 2)
@@ -392,6 +392,10 @@ def test_bm_unit_reference_covers_the_fleet_in_the_real_shape(app: SimulatorApp)
         row = by_id[unit.national_grid_bm_unit]
         assert row["elexonBmUnit"] == unit.bm_unit
         assert float(row["generationCapacity"]) >= 0 >= float(row["demandCapacity"])
+    # ... and the units MELS/MILS name by National Grid id only, registered without the rest.
+    for unit in limit_only_units(0, SCALE):
+        row = by_id[unit.national_grid_bm_unit]
+        assert row["elexonBmUnit"] is None and row["bmUnitType"] is None
     capacities = [r["generationCapacity"] for r in rows if r["generationCapacity"] is not None]
     assert all(
         isinstance(c, str) and c.count(".") == 1 and len(c.split(".")[1]) == 3 for c in capacities
@@ -401,6 +405,11 @@ def test_bm_unit_reference_covers_the_fleet_in_the_real_shape(app: SimulatorApp)
     assert {r["bmUnitType"] for r in rows} - {None} <= {"T", "E", "S", "V", "I"}
     fuels = {r["fuelType"] for r in rows} - {None}
     assert fuels <= set(reference.FUEL_TYPES)
+    # A bigger fleet has interconnector units: on their link, and only they name one.
+    register = reference.bmunits(0, 0.2, DAY)
+    links = [r for r in register if r["bmUnitType"] == "I"]
+    assert links and all(r["interconnectorId"] and r["fuelType"].startswith("INT") for r in links)
+    assert all(r["interconnectorId"] is None for r in register if r["bmUnitType"] != "I")
     batteries = [r for r in rows if r["bmUnitName"] and "Battery" in r["bmUnitName"]]
     for battery in batteries:
         assert battery["fuelType"] in (None, "OTHER")
@@ -410,7 +419,7 @@ def test_bm_unit_reference_covers_the_fleet_in_the_real_shape(app: SimulatorApp)
 def test_bm_unit_register_grows_over_time_and_has_id_only_units() -> None:
     rows_then = reference.bmunits(0, 0.2, dt.date(2024, 12, 31))
     rows_later = reference.bmunits(0, 0.2, dt.date(2027, 1, 1))
-    assert len(rows_later) > len(rows_then) == len(fleet(0, 0.2))
+    assert len(rows_later) > len(rows_then) == len(fleet(0, 0.2)) + len(limit_only_units(0, 0.2))
     bare = [r for r in rows_later if r["elexonBmUnit"] is None]
     assert bare and all(r["bmUnitType"] is None and r["generationCapacity"] is None for r in bare)
 

@@ -283,7 +283,7 @@ class GenericDataset:
                     row_anchor = anchor
                     if self.anchor == "time":
                         # Dynamic data is notified at any minute of the period.
-                        row_anchor = anchor + dt.timedelta(minutes=rng.randrange(30))
+                        row_anchor = anchor + dt.timedelta(minutes=int(rng.random() * 30))
                     context = _Context(
                         row_anchor, target, entity, rng, index * 4096 + len(rows), len(rows)
                     )
@@ -330,7 +330,7 @@ class GenericDataset:
         kind, fmt = schema.get("type"), schema.get("format")
         nullable, example = bool(schema.get("nullable")), schema.get("example")
         if name == self.anchor:
-            return lambda c: iso(c.anchor)
+            return lambda c: _iso(c.anchor)
         if name in _ENTITY_FIELDS and self.entity_kind:
             fallback = self._value_fn_by_type(name, schema, kind, fmt, nullable, example)
             return lambda c: c.entity[name] if name in c.entity else fallback(c)
@@ -348,7 +348,7 @@ class GenericDataset:
         if kind == "string" and fmt == "date-time":
             if self.publication and name in PUBLICATION_FIELDS:
                 # Submitted, then published a few seconds later: one instant per publication.
-                return lambda c: iso(c.anchor + dt.timedelta(seconds=10))
+                return lambda c: _iso(c.anchor + dt.timedelta(seconds=10))
             return _instant_fn(name, self.target_kind)
         if kind == "string" and fmt == "date":
             return _date_fn(name)
@@ -399,24 +399,28 @@ _ENTITY_FIELDS = frozenset(
 )
 
 
+# Row instants repeat across rows and buckets (targets, publications): format each once.
+_iso = functools.lru_cache(maxsize=1 << 14)(iso)
+
+
 def _instant_fn(name: str, target_kind: str) -> ValueFn:
     lower = name.lower()
     if name in ("startTime", "timeFrom", "time", "publishingPeriodCommencingTime"):
-        return lambda c: iso(c.target.start)
+        return lambda c: _iso(c.target.start)
     if name in ("timeTo", "endTime", "halfHourEndTime"):
-        return lambda c: iso(c.target.start + HALF_HOUR)
+        return lambda c: _iso(c.target.start + HALF_HOUR)
     if name in ("acceptanceTime", "notificationTime"):
-        return lambda c: iso(c.target.start - dt.timedelta(minutes=c.rng.randint(2, 30)))
+        return lambda c: _iso(c.target.start - dt.timedelta(minutes=c.rng.randint(2, 30)))
     if name == "eventStartTime":
-        return lambda c: iso(c.target.start + dt.timedelta(hours=c.rng.randint(1, 48)))
+        return lambda c: _iso(c.target.start + dt.timedelta(hours=c.rng.randint(1, 48)))
     if name == "eventEndTime":
-        return lambda c: iso(c.target.start + dt.timedelta(hours=c.rng.randint(49, 240)))
+        return lambda c: _iso(c.target.start + dt.timedelta(hours=c.rng.randint(49, 240)))
     if "created" in lower or "received" in lower or "submission" in lower or name == "publishTime":
         # Made after the period it reports on.
-        return lambda c: iso(
+        return lambda c: _iso(
             c.target.start + HALF_HOUR + dt.timedelta(minutes=c.rng.randint(1, 50))
         )
-    return lambda c: iso(c.target.start)
+    return lambda c: _iso(c.target.start)
 
 
 def _date_fn(name: str) -> ValueFn:
@@ -458,11 +462,16 @@ def _number_fn(name: str, nullable: bool, example: Any) -> ValueFn:
     base = _magnitude(example)
     # Fields the spec shows as null in its example are often null in real data.
     null_share = (0.5 if example is None else 0.03) if nullable else 0.0
-    return lambda c: (
-        None
-        if null_share and c.rng.random() < null_share
-        else round(base * c.rng.uniform(0.2, 1.8), 3)
-    )
+    keep = 1.0 - null_share
+
+    def number(c: _Context) -> float | None:
+        # One draw decides both whether the value is null and what it is (hot path).
+        draw = c.rng.random()
+        if draw < null_share:
+            return None
+        return round(base * (0.2 + 1.6 * (draw - null_share) / keep), 3)
+
+    return number
 
 
 def _string_fn(name: str, code: str, example: Any, nullable: bool) -> ValueFn:

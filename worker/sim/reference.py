@@ -1,7 +1,8 @@
 """Reference data the simulator serves: BM units, interconnectors, fuel types, REMIT lists.
 
-``/reference/bmunits/all`` lists every unit of the simulated fleet (``units.fleet``), the same
-units BOD, BOALF, PN and the other per-unit datasets talk about, so a warehouse can join them;
+``/reference/bmunits/all`` lists every unit of the simulated fleet (``units.fleet``, and the
+units MELS/MILS name by National Grid id only), the same units BOD, BOALF, PN and the other
+per-unit datasets talk about, so a warehouse can join them;
 its shape follows the real capture ``REFERENCE-BMUNITS__gridskew-bmunits_truncated.json``:
 capacities and loss factors are strings (``"15.400"``), ``eic`` is mostly null outside
 transmission units, supplier (``2__``) and virtual (``V__``) units have a null ``fuelType``,
@@ -19,7 +20,7 @@ import hashlib
 import random
 from typing import Any
 
-from worker.sim.units import BmUnit, fleet
+from worker.sim.units import BmUnit, fleet, limit_only_units
 
 Row = dict[str, Any]
 
@@ -95,6 +96,12 @@ def _party(unit_id: str) -> tuple[str, str]:
     return PARTIES[sum(map(ord, unit_id)) % len(PARTIES)]
 
 
+def _interconnector_of(unit_id: str) -> tuple[str, str]:
+    """(interconnectorId, FUELINST fuel type) of an ``I_`` unit, fixed by its id."""
+    ident, _, _, fuel = INTERCONNECTORS[sum(map(ord, unit_id)) % len(INTERCONNECTORS)]
+    return ident, fuel
+
+
 def unit_fields(unit: BmUnit) -> Row:
     """The fields a per-unit dataset row takes from its unit (never null where a settlement
     schema requires a value: ``bmUnitType``, ``fuelType``)."""
@@ -110,7 +117,9 @@ def unit_fields(unit: BmUnit) -> Row:
         "id": ident,
         "bmUnitType": _UNIT_TYPE[_prefix(ident)],
         "leadPartyName": party_name,
-        "fuelType": _REGISTER_FUEL.get(unit.fuel) or "OTHER",
+        "fuelType": _interconnector_of(ident)[1]
+        if _prefix(ident) == "I_"
+        else _REGISTER_FUEL.get(unit.fuel) or "OTHER",
         "registeredResourceEicCode": _eic(unit.national_grid_bm_unit),
     }
 
@@ -153,7 +162,11 @@ def _register_row(unit: BmUnit, rng: random.Random) -> Row:
     else:
         name = f"{ident}-{_NAME_SUFFIX.get(unit.fuel, 'Site')}"
     gsp = None if prefix == "T_" else rng.choice(GSP_GROUPS)
-    interconnector = rng.choice(INTERCONNECTORS)[0] if prefix == "I_" else None
+    interconnector = None
+    if prefix == "I_":
+        # An interconnector unit runs on its link, whatever the fleet drew for it.
+        interconnector, fuel = _interconnector_of(ident)
+        gsp = None
     share = rng.choice((0.4, 0.4, 0.35, 0.0))
     return {
         "nationalGridBmUnit": unit.national_grid_bm_unit,
@@ -183,12 +196,12 @@ def _register_row(unit: BmUnit, rng: random.Random) -> Row:
     }
 
 
-def _national_grid_only(national_grid_id: str) -> Row:
+def _national_grid_only(national_grid_id: str, fuel: str | None = "WIND") -> Row:
     """A unit registered with a National Grid id and nothing else (ACHYW-1 in the capture)."""
     row: Row = {field: None for field in _REGISTER_FIELDS}
     row.update(
         nationalGridBmUnit=national_grid_id,
-        fuelType="WIND",
+        fuelType=fuel,
         creditQualifyingStatus=False,
         demandInProductionFlag=False,
     )
@@ -214,7 +227,11 @@ def _register(seed: int, scale: float) -> tuple[tuple[dt.date, Row], ...]:
     units = fleet(seed, scale)
     for unit in units:
         dated.append((dt.date(2000, 1, 1), _register_row(unit, rng)))
-    taken = {unit.national_grid_bm_unit for unit in units}
+    # Units MELS/MILS name without an Elexon id are registered that way too.
+    for unit in limit_only_units(seed, scale):
+        fuel = _REGISTER_FUEL.get(unit.fuel)
+        dated.append((dt.date(2000, 1, 1), _national_grid_only(unit.national_grid_bm_unit, fuel)))
+    taken = {row["nationalGridBmUnit"] for _, row in dated}
     extras = max(2, round(len(units) * _REGISTER_ONLY_SHARE))
     for number in range(extras):
         stem = "".join(rng.choices("ABCDEFGHIJKLMNOPRSTUVWY", k=4))

@@ -69,3 +69,27 @@ def test_every_dataset_day_ends_complete_or_empty(
         assert coverage.status in ("complete", "empty"), (dataset.code, coverage.reason)
         _no_duplicates(warehouse, dataset)
     assert sum(s == "complete" for s in statuses.values()) >= len(datasets) // 2, statuses
+
+
+@pytest.mark.parametrize("code", ["NDF", "WINDFOR", "INDGEN"])
+def test_a_forecast_keeps_every_vintage_and_latest_is_the_newest_per_target(
+    simulator: str, data_dir: Path, code: str
+) -> None:
+    dataset = catalog.get(code)
+    warehouse = LocalWarehouse(data_dir)
+    client = ElexonClient(simulator, retries=4, backoff_base_s=0.01, backoff_max_s=0.2, timeout_s=20)
+    for day in (ORDINARY, ORDINARY + dt.timedelta(days=1)):
+        assert ingest_chunk(client, warehouse, dataset, day).status == "complete"
+    target = ", ".join(f'"{k}"' for k in dataset.natural_key)
+    counts = warehouse.query(
+        f"SELECT (SELECT count(*) FROM {dataset.table}) AS vintages, "
+        f"(SELECT count(*) FROM (SELECT DISTINCT {target} FROM {dataset.table})) AS targets, "
+        f"(SELECT count(*) FROM {dataset.table}_latest) AS latest"
+    ).to_pylist()[0]
+    assert counts["vintages"] > counts["targets"] == counts["latest"]  # issued many times
+    stale = warehouse.query(
+        f'SELECT count(*) AS n FROM {dataset.table}_latest l JOIN (SELECT {target}, '
+        f'max("publishTime") AS newest FROM {dataset.table} GROUP BY {target}) m USING ({target}) '
+        f'WHERE l."publishTime" <> m.newest'
+    ).to_pylist()
+    assert stale == [{"n": 0}]

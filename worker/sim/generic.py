@@ -37,7 +37,7 @@ from typing import Any
 
 from worker.elexon import catalog, settlement
 from worker.elexon import spec as elexon_spec
-from worker.sim import queries, reference, window_limits
+from worker.sim import queries, reference, spec, window_limits
 from worker.sim.generators import EPOCH, HALF_HOUR, Row, bucket_floor, iso
 from worker.sim.queries import BadRequest, Params, first
 from worker.sim.spec import Endpoint, Param, Schema, resolve
@@ -927,3 +927,11 @@ class ReferenceSource(RowSource):
     def rows(self, start: dt.datetime) -> list[Any]:
         rows = reference.snapshot(self.key, self.seed, self.scale, settlement.local_date(start))
         return rows or []
+
+
+def catalog_source(dataset: catalog.Dataset, seed: int, scale: float) -> GenericDataset:
+    """Generic rows of a catalog dataset (the spec paths of its endpoint's family), for
+    feeds other than the HTTP face: the IRIS simulator sends them too."""
+    key = spec.dataset_key(dataset.endpoint)
+    family = [e for e in spec.endpoints() if spec.dataset_key(e.path) == key]
+    return GenericDataset(key, family, seed, scale, dataset)

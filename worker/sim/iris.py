@@ -24,7 +24,9 @@ from pathlib import Path
 
 import orjson
 
+from worker.elexon import catalog
 from worker.sim.generators import Generator, bucket_floor, dumps, generators
+from worker.sim.generic import GenericDataset, catalog_source
 
 LIVE_WINDOW = dt.timedelta(hours=2)
 DEFAULT_DATASETS = ("FUELINST", "FREQ", "BOALF", "PN", "MELS", "MID")
@@ -73,7 +75,11 @@ class IrisFeed:
         self.poison = poison
         self.dup = dup
         all_generators = generators(seed, scale)
-        self.generators: dict[str, Generator] = {code: all_generators[code] for code in datasets}
+        # Datasets without a calibrated generator send the generic layer's rows.
+        self.generators: dict[str, Generator | GenericDataset] = {
+            code: all_generators.get(code) or catalog_source(catalog.get(code), seed, scale)
+            for code in datasets
+        }
         # Live (no start given): the feed replays the last two hours and never runs ahead of
         # the clock; a dataset that catches up starts over, which resends rows as IRIS can.
         self.live = start is None

@@ -110,6 +110,7 @@ class LocalWarehouse(Sink):
         self._con_lock = threading.Lock()
         self._con_pid = os.getpid()
         self._view_states: dict[str, tuple[object, ...]] = {}
+        self._manifests: dict[str, tuple[tuple[int, ...], dict[dt.date, dict[str, Any]]]] = {}
 
     def _check_format(self) -> None:
         marker = self.lake / "_format.json"
@@ -204,24 +205,39 @@ class LocalWarehouse(Sink):
 
     def manifest(self, dataset: Dataset) -> dict[dt.date, dict[str, Any]]:
         """Each stored day's current file (``file``, relative to the dataset folder), ``rows``
-        and ``bounds`` (per day column: min, max, nulls); one small file read."""
+        and ``bounds`` (per day column: min, max, nulls); one small file read, none while the
+        manifest and the dataset folder are unchanged. Do not modify what it returns."""
+        folder = self.lake / dataset.table
+        try:
+            found = self._manifest_path(dataset).stat()
+            held = folder.stat()
+        except FileNotFoundError:
+            found = None
+        if found is not None:
+            key = (found.st_ino, found.st_mtime_ns, found.st_size, held.st_mtime_ns)
+            cached = self._manifests.get(dataset.code)
+            if cached is not None and cached[0] == key:
+                return cached[1]
         days = self._read_manifest(dataset)
         if days is None:
-            if not (self.lake / dataset.table).is_dir():
+            if not folder.is_dir():
                 return {}
             with self._manifest_lock(dataset):
                 days = self._read_manifest(dataset)
                 if days is None:
                     days = self._listed_manifest(dataset)
                     self._write_manifest(dataset, days)
-        # A day folder deleted by hand (to drop a day) leaves its entry behind: one stat per
-        # day (microseconds) keeps readers from failing on it.
-        folder = self.lake / dataset.table
-        return {
+        # A day folder deleted by hand (to drop a day) leaves its entry behind: one listing of
+        # the dataset folder keeps readers from failing on it.
+        present = set(os.listdir(folder))
+        result = {
             dt.date.fromisoformat(day): entry
             for day, entry in days.items()
-            if os.path.exists(folder / entry["file"])
+            if entry["file"].partition("/")[0] in present
         }
+        if found is not None:
+            self._manifests[dataset.code] = (key, result)
+        return result
 
     def newest_day(self, dataset: Dataset) -> dt.date | None:
         """The last stored day with rows (from the manifest: no scan, however old it is)."""
@@ -413,8 +429,9 @@ class LocalWarehouse(Sink):
         table = dataset.table
         manifest = self.manifest(dataset)
         folder = self.lake / table
+        base = f"{folder}/"  # string joins: a Path per day costs more than the rest here
         api_rows = arrow_rows(  # noqa: F841 - read by name by the SQL below
-            dataset, folder, [(day, folder / e["file"], e["bounds"]) for day, e in manifest.items()]
+            dataset, folder, [(day, base + e["file"], e["bounds"]) for day, e in manifest.items()]
         )
         con.sql(day_select(dataset, "api_rows")).create_view(table, replace=True)
         con.execute(f"CREATE OR REPLACE VIEW {table}_latest AS {DUCKDB.latest_sql(dataset, table)}")
@@ -431,7 +448,7 @@ class LocalWarehouse(Sink):
         # query of any day reads a handful of API files for that, not the whole history.
         api_match = arrow_rows(  # noqa: F841
             dataset, folder,
-            [(day, folder / manifest[day]["file"], manifest[day]["bounds"])
+            [(day, base + manifest[day]["file"], manifest[day]["bounds"])
              for day in stream_days if day in manifest],
         )
         unified = DUCKDB.unified_sql(
@@ -539,7 +556,9 @@ def day_select(dataset: Dataset, source: str) -> str:
 
 
 def arrow_rows(
-    dataset: Dataset, base: Path, files: list[tuple[dt.date, Path, dict[str, list[Any]] | None]]
+    dataset: Dataset,
+    base: Path,
+    files: Sequence[tuple[dt.date, Path | str, dict[str, list[Any]] | None]],
 ) -> Any:
     """An Arrow dataset over day files under ``base``, in the catalog's storage schema (older
     files lacking a newer column read it as null) plus the folder's day (:data:`DAY_KEY`).
@@ -554,7 +573,7 @@ def arrow_rows(
     schema = dataset.storage_schema.append(pa.field(DAY_KEY, pa.date32()))
     if not files:
         return schema.empty_table()
-    paths = [str(path) for _, path, _ in files]
+    paths = [path if isinstance(path, str) else str(path) for _, path, _ in files]
     partition = dataset.partition_field
     if partition == "settlementDate" or partition not in dataset.storage_schema.names:
         return pads.dataset(

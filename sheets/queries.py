@@ -49,6 +49,10 @@ FREQUENCY_SPAN = dt.timedelta(hours=24)
 # Newest rows published by an as-of instant are looked for this far back.
 AS_OF_SEARCH_DAYS = 7
 Row = dict[str, Any]
+# What the outages table shows, and what picks a notice's active latest revision.
+REMIT_COLUMNS = ("mrid, revisionNumber, assetId, affectedUnit, fuelType, unavailableCapacity, "
+                 "normalCapacity, cause, unavailabilityType, eventStartTime, eventEndTime, "
+                 "eventStatus")
 
 # When a row became public, for ``--as-of``: the field that says so, and how long after that
 # instant the row was out. Datasets without a publish time are cut by their own time: a market
@@ -222,8 +226,9 @@ def gather(
         outages=_rows(sink, f"""
             SELECT mrid, revisionNumber, assetId, affectedUnit, fuelType, unavailableCapacity,
                    normalCapacity, cause, unavailabilityType, eventStartTime, eventEndTime
-            FROM ({as_published("REMIT", "*", (today - dt.timedelta(days=remit_span_days - 1),
-                                               today), now)}) AS published
+            FROM ({as_published("REMIT", REMIT_COLUMNS,
+                                (today - dt.timedelta(days=remit_span_days - 1), today),
+                                now)}) AS published
             WHERE eventStatus = 'Active' AND unavailableCapacity > {OUTAGE_MIN_MW}
               AND eventStartTime <= {timestamp_literal(now)}
               AND (eventEndTime IS NULL OR eventEndTime > {timestamp_literal(now)})

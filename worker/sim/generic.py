@@ -803,10 +803,7 @@ def _dates_selection(
     day_from = queries.parse_date("settlementDateFrom", text_from)
     day_to = queries.parse_date("settlementDateTo", text_to)
     if day_to < day_from:
-        raise BadRequest(
-            "settlementDateTo",
-            f"settlementDateTo ({day_to}) must not be before settlementDateFrom ({day_from}).",
-        )
+        raise BadRequest("", queries.REVERSED_WINDOW)
     days = (day_to - day_from).days + 1
     if max_window is not None and dt.timedelta(days=days) > max_window:
         raise BadRequest(
@@ -862,9 +859,7 @@ def _instant_selection(
             selection.upper, selection.period_upper = None, (upper_date.isoformat(), period)
             upper = settlement.period_start(upper_date, period)
     if upper < lower:
-        raise BadRequest(
-            name_to, f"{name_to} ({iso(upper)}) must not be before {name_from} ({iso(lower)})."
-        )
+        raise BadRequest("", queries.REVERSED_WINDOW)
     if max_window is not None and upper - lower > max_window:
         raise BadRequest(
             name_to,

@@ -35,6 +35,13 @@ _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _YEARS = range(1900, 3000)
 
 
+# The real API's answer to a window whose end is before its start: a model-level error (under
+# ``errors[""]``, not the parameter's name), worded exactly so (a 400 recorded from the live API,
+# quoted by the tests of public clients; see docs/third-party-clients.md). It is about order,
+# not size, so a client must not take it for "range too large".
+REVERSED_WINDOW = "The From field must not be later than the To field"
+
+
 class BadRequest(ValueError):
     """A 400: which parameter was wrong and a message a person can act on."""
 
@@ -202,9 +209,7 @@ def _settlement_dates_query(dataset: catalog.Dataset, params: Params, now: dt.da
         raise BadRequest(missing, f"The {missing} field is required when the other date is given.")
     day_from, day_to = parse_date(name_from, text_from), parse_date(name_to, text_to)
     if day_to < day_from:
-        raise BadRequest(
-            name_to, f"{name_to} ({day_to}) must not be before {name_from} ({day_from})."
-        )
+        raise BadRequest("", REVERSED_WINDOW)
     days = (day_to - day_from).days + 1
     if dataset.spec_limit is not None and dt.timedelta(days=days) > dataset.spec_limit:
         raise BadRequest(
@@ -232,9 +237,7 @@ def _publish_window_query(dataset: catalog.Dataset, params: Params, now: dt.date
     lower, _ = parse_instant(name_from, text_from)
     upper, _ = parse_instant(name_to, text_to)
     if upper < lower:
-        raise BadRequest(
-            name_to, f"{name_to} ({iso(upper)}) must not be before {name_from} ({iso(lower)})."
-        )
+        raise BadRequest("", REVERSED_WINDOW)
     query = Query([], lower=_ceil_iso(lower), upper=iso(upper), bound_field="publishTime")
     delay = _PUBLISH_WINDOW_CODES[dataset.code]
     # A row is published after its start: cover the starts from ``delay`` before the window.
@@ -266,9 +269,7 @@ def _time_query(dataset: catalog.Dataset, params: Params, now: dt.datetime) -> Q
             query.upper, query.period_upper = None, (upper_date.isoformat(), period_to)
             upper = settlement.period_start(upper_date, period_to)
     if upper < lower:
-        raise BadRequest(
-            name_to, f"{name_to} ({iso(upper)}) must not be before {name_from} ({iso(lower)})."
-        )
+        raise BadRequest("", REVERSED_WINDOW)
     if dataset.spec_limit is not None and upper - lower > dataset.spec_limit:
         raise BadRequest(
             name_to,

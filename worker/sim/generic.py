@@ -71,6 +71,11 @@ _FORWARD_MONTHS = range(1, 13)
 _FORWARD_YEARS = range(1, 4)
 # Daily publications appear in this settlement period of their day (about 10:00 local).
 _DAILY_PERIOD = 20
+# Work (rows plus window_limits.BUCKET_WORK per half hour) above which a generic answer is
+# refused as too large a range: about seven weeks of a per-unit dataset at scale 1, a few
+# seconds to generate. Generic rows cost more per row than the calibrated generators' (they
+# are built field by field from the schema), so the cap is lower than theirs.
+WORK_BUDGET = 400_000
 # Share of the BM-unit fleet that has a row in one bucket of a per-unit dataset.
 _UNIT_SHARE = 0.05
 
@@ -609,8 +614,10 @@ def spec_limit(path: str) -> dt.timedelta | None:
 
 
 def oversized(source: Any, selection: Selection, budget: int) -> str | None:
-    """The 400 message for an answer whose work is estimated above ``budget`` (as
-    :func:`window_limits.oversized` does for the calibrated datasets), or None."""
+    """The 400 message for an answer whose work is estimated above ``budget`` (capped at
+    :data:`WORK_BUDGET`), as :func:`window_limits.oversized` does for the calibrated
+    datasets, or None."""
+    budget = min(budget, WORK_BUDGET)
     buckets = selection.buckets
     if len(buckets) <= 2 * 50:  # two settlement days or less is never refused
         return None

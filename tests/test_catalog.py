@@ -50,7 +50,9 @@ def expected_arrow_type(spec: dict[str, Any], prop: dict[str, Any]) -> pa.DataTy
         return catalog.BOOL
     if kind == "array":
         item = _resolve(spec, prop["items"])
-        return pa.list_(pa.struct([(n, expected_arrow_type(spec, p)) for n, p in item["properties"].items()]))
+        return pa.list_(
+            pa.struct([(n, expected_arrow_type(spec, p)) for n, p in item["properties"].items()])
+        )
     raise AssertionError(f"unmapped OpenAPI type {prop}")
 
 
@@ -62,7 +64,11 @@ def test_schema_matches_openapi_row_schema(spec: dict[str, Any], dataset: catalo
         spec_fields = {dataset.natural_key[0]: catalog.STR}
     else:
         spec_fields = {
-            name: (catalog.STR if _resolve(spec, p).get("type") == "object" else expected_arrow_type(spec, p))
+            name: (
+                catalog.STR
+                if _resolve(spec, p).get("type") == "object"
+                else expected_arrow_type(spec, p)
+            )
             for name, p in schema["properties"].items()
             if name != "dataset"
         }
@@ -138,7 +144,9 @@ def test_groups_summaries_and_fields_in_the_public_json() -> None:
     assert catalog.get("EBOCF").summary.startswith("Indicative period BMU cashflows")
 
 
-FORECASTS = "NDF NDFD NDFW TSDF TSDFD TSDFW WINDFOR FOU2T14D FOU2T3YW OCNMFD OCNMFD2 OCNMF3Y OCNMF3Y2"
+FORECASTS = (
+    "NDF NDFD NDFW TSDF TSDFD TSDFW WINDFOR FOU2T14D FOU2T3YW OCNMFD OCNMFD2 OCNMF3Y OCNMF3Y2"
+)
 BM_DYNAMIC = "SEL SIL MDV MDP NTB NTO NDZ RURE RURI RDRE RDRI MZT MNZT"
 
 
@@ -182,7 +190,9 @@ def test_adding_a_dataset_is_one_row(tmp_path: Path) -> None:
 def test_a_bad_table_cell_names_the_dataset(tmp_path: Path) -> None:
     table = tmp_path / "datasets.csv"
     lines = catalog.TABLE_FILE.read_text().splitlines()
-    table.write_text("\n".join([lines[0], lines[1].replace(",generation,", ",generatoin,", 1)]) + "\n")
+    table.write_text(
+        "\n".join([lines[0], lines[1].replace(",generation,", ",generatoin,", 1)]) + "\n"
+    )
     with pytest.raises(catalog.CatalogError, match="FUELINST: unknown group 'generatoin'"):
         catalog.load_table(table)
 
@@ -234,7 +244,9 @@ def _samples() -> list[tuple[catalog.Dataset, Path]]:
 
 
 @pytest.mark.parametrize(("dataset", "path"), _samples(), ids=lambda v: getattr(v, "name", ""))
-def test_natural_key_fields_are_filled_in_every_real_sample(dataset: catalog.Dataset, path: Path) -> None:
+def test_natural_key_fields_are_filled_in_every_real_sample(
+    dataset: catalog.Dataset, path: Path
+) -> None:
     """A null key field merges distinct rows (real MILS has 16 units with bmUnit null)."""
     rows = _sample_rows(path)
     assert rows
@@ -263,7 +275,9 @@ def test_stated_limits_are_read_from_the_spec() -> None:
     assert catalog.get("FREQ").spec_limit == catalog.DAY  # "A maximum limit of 24 hours"
     assert catalog.get("INDGEN").spec_limit == catalog.DAY  # "maximum data output range of 1 day"
     assert catalog.get("AGPT").spec_limit == 4 * catalog.DAY
-    assert catalog.get("BOD").spec_limit is None and catalog.get("BOD").max_window == catalog.WHOLE_DAY
+    assert (
+        catalog.get("BOD").spec_limit is None and catalog.get("BOD").max_window == catalog.WHOLE_DAY
+    )
 
 
 @pytest.mark.parametrize("dataset", catalog.DATASETS, ids=lambda d: d.code)
@@ -285,7 +299,9 @@ def test_a_bod_or_boalf_day_is_one_request_even_on_clock_change_days(day: str) -
         assert len(request_windows(catalog.get(code), dt.date.fromisoformat(day))) == 1
 
 
-@pytest.mark.parametrize(("day", "periods"), [("2025-06-01", 48), ("2025-03-30", 46), ("2025-10-26", 50)])
+@pytest.mark.parametrize(
+    ("day", "periods"), [("2025-06-01", 48), ("2025-03-30", 46), ("2025-10-26", 50)]
+)
 def test_settlement_family_requests(day: str, periods: int) -> None:
     import datetime as dt
 
@@ -303,8 +319,10 @@ def test_settlement_family_requests(day: str, periods: int) -> None:
     assert len(request_windows(catalog.get("SETTSUM"), date)) == periods
     (tudm,) = request_windows(catalog.get("TUDM"), date)
     assert tudm.params == {
-        "settlementDateFrom": day, "settlementDateTo": day,
-        "settlementPeriodFrom": "1", "settlementPeriodTo": str(periods),
+        "settlementDateFrom": day,
+        "settlementDateTo": day,
+        "settlementPeriodFrom": "1",
+        "settlementPeriodTo": str(periods),
     }
     (units,) = request_windows(catalog.get("BMUNITS"), date)
     assert (units.path, units.params) == ("/reference/bmunits/all", {})

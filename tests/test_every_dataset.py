@@ -5,7 +5,6 @@ with no duplicate; the BM-unit reference is there and BOALF joins to it."""
 from __future__ import annotations
 
 import datetime as dt
-import json
 from pathlib import Path
 
 import pytest
@@ -61,7 +60,9 @@ def test_every_dataset_day_ends_complete_or_empty(
     simulator: str, data_dir: Path, day: dt.date, datasets: tuple[catalog.Dataset, ...]
 ) -> None:
     warehouse = LocalWarehouse(data_dir)
-    client = ElexonClient(simulator, retries=4, backoff_base_s=0.01, backoff_max_s=0.2, timeout_s=20)
+    client = ElexonClient(
+        simulator, retries=4, backoff_base_s=0.01, backoff_max_s=0.2, timeout_s=20
+    )
     statuses = {}
     for dataset in datasets:
         coverage = ingest_chunk(client, warehouse, dataset, day)
@@ -77,7 +78,9 @@ def test_a_forecast_keeps_every_vintage_and_latest_is_the_newest_per_target(
 ) -> None:
     dataset = catalog.get(code)
     warehouse = LocalWarehouse(data_dir)
-    client = ElexonClient(simulator, retries=4, backoff_base_s=0.01, backoff_max_s=0.2, timeout_s=20)
+    client = ElexonClient(
+        simulator, retries=4, backoff_base_s=0.01, backoff_max_s=0.2, timeout_s=20
+    )
     for day in (ORDINARY, ORDINARY + dt.timedelta(days=1)):
         assert ingest_chunk(client, warehouse, dataset, day).status == "complete"
     target = ", ".join(f'"{k}"' for k in dataset.natural_key)
@@ -88,7 +91,7 @@ def test_a_forecast_keeps_every_vintage_and_latest_is_the_newest_per_target(
     ).to_pylist()[0]
     assert counts["vintages"] > counts["targets"] == counts["latest"]  # issued many times
     stale = warehouse.query(
-        f'SELECT count(*) AS n FROM {dataset.table}_latest l JOIN (SELECT {target}, '
+        f"SELECT count(*) AS n FROM {dataset.table}_latest l JOIN (SELECT {target}, "
         f'max("publishTime") AS newest FROM {dataset.table} GROUP BY {target}) m USING ({target}) '
         f'WHERE l."publishTime" <> m.newest'
     ).to_pylist()

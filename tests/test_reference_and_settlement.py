@@ -40,7 +40,7 @@ class Elexon:
 
 def _handler(elexon: Elexon) -> type[http.server.BaseHTTPRequestHandler]:
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
             elexon.requests.append(self.path)
             if path not in elexon.bodies:
@@ -133,10 +133,15 @@ def test_a_list_of_names_is_one_column(elexon: tuple[Elexon, ElexonClient], data
 
 def _cashflow(period: int, unit: str, total: float) -> dict[str, Any]:
     return {
-        "settlementDate": DAY.isoformat(), "settlementPeriod": period,
-        "startTime": "2026-10-04T23:00:00Z", "createdDateTime": "2026-10-06T09:00:00Z",
-        "bmUnit": f"T_{unit}", "bmUnitType": "T", "leadPartyName": "Party",
-        "nationalGridBmUnit": unit, "bidOfferPairCashflows": {"negative1": total, "positive1": None},
+        "settlementDate": DAY.isoformat(),
+        "settlementPeriod": period,
+        "startTime": "2026-10-04T23:00:00Z",
+        "createdDateTime": "2026-10-06T09:00:00Z",
+        "bmUnit": f"T_{unit}",
+        "bmUnitType": "T",
+        "leadPartyName": "Party",
+        "nationalGridBmUnit": unit,
+        "bidOfferPairCashflows": {"negative1": total, "positive1": None},
         "totalCashflow": total,
     }
 
@@ -154,7 +159,10 @@ def test_both_sides_of_a_bid_offer_path_are_one_dataset(
     rows = warehouse.query(
         'SELECT "bidOffer", "totalCashflow", "bidOfferPairCashflows" FROM ebocf_latest ORDER BY 1'
     ).to_pylist()
-    assert [(r["bidOffer"], r["totalCashflow"]) for r in rows] == [("bid", -120.5), ("offer", 300.0)]
+    assert [(r["bidOffer"], r["totalCashflow"]) for r in rows] == [
+        ("bid", -120.5),
+        ("offer", 300.0),
+    ]
     # A JSON object in a row is kept as its JSON text, keys sorted.
     assert json.loads(rows[0]["bidOfferPairCashflows"]) == {"negative1": -120.5, "positive1": None}
 
@@ -166,10 +174,16 @@ def test_a_summary_answer_is_one_row_per_period(
     day = dt.date(2026, 3, 29)  # 46 periods
     for period in range(1, 47):
         state.bodies[f"/balancing/settlement/summary/{day}/{period}"] = {
-            "createdDateTime": "2026-03-30T09:00:00Z", "settlementDate": day.isoformat(),
-            "settlementPeriod": period, "startTime": "2026-03-29T00:00:00Z", "adjuster": 0.0,
-            "priceDerivationCode": "N", "systemSellPrice": 80.0, "systemBuyPrice": 80.0,
-            "mainPrice": {"value": 80.0}, "marketPrice": None,
+            "createdDateTime": "2026-03-30T09:00:00Z",
+            "settlementDate": day.isoformat(),
+            "settlementPeriod": period,
+            "startTime": "2026-03-29T00:00:00Z",
+            "adjuster": 0.0,
+            "priceDerivationCode": "N",
+            "systemSellPrice": 80.0,
+            "systemBuyPrice": 80.0,
+            "mainPrice": {"value": 80.0},
+            "marketPrice": None,
         }
     warehouse = LocalWarehouse(data_dir)
     coverage = ingest_chunk(client, warehouse, catalog.get("SETTSUM"), day)
@@ -184,7 +198,11 @@ def test_a_snapshot_is_as_fresh_as_its_last_fetch(
 
     state, client = elexon
     state.bodies["/reference/interconnectors/all"] = [
-        {"interconnectorId": "I_IFA", "interconnectorName": "IFA", "interconnectorBiddingZone": "FR"}
+        {
+            "interconnectorId": "I_IFA",
+            "interconnectorName": "IFA",
+            "interconnectorBiddingZone": "FR",
+        }
     ]
     warehouse = LocalWarehouse(data_dir)
     dataset = catalog.get("INTERCONNECTORS")
@@ -205,7 +223,17 @@ def test_gaps_and_the_sweep_see_a_snapshot_as_its_one_partition(
 
     def gaps() -> list[dict[str, Any]]:
         result = CliRunner().invoke(
-            main, ["gaps", "--dataset", "BMUNITS", "--start", "2026-10-01", "--end", "2026-10-07", "--json"]
+            main,
+            [
+                "gaps",
+                "--dataset",
+                "BMUNITS",
+                "--start",
+                "2026-10-01",
+                "--end",
+                "2026-10-07",
+                "--json",
+            ],
         )
         assert result.exit_code == 0, result.output
         return json.loads(result.output)

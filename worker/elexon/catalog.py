@@ -62,9 +62,7 @@ I64 = pa.int64()
 F64 = pa.float64()
 BOOL = pa.bool_()
 STR = pa.string()
-OUTAGE_PROFILE = pa.list_(
-    pa.struct([("startTime", TS), ("endTime", TS), ("capacity", F64)])
-)
+OUTAGE_PROFILE = pa.list_(pa.struct([("startTime", TS), ("endTime", TS), ("capacity", F64)]))
 
 TABLE_FILE = Path(__file__).with_name("datasets.csv")
 
@@ -81,8 +79,15 @@ TABLE_FILE = Path(__file__).with_name("datasets.csv")
 #  snapshot:           no window: the whole reference list
 # A path with {bidOffer} is requested once per side, each row stamped with the side.
 ParamStyle = Literal[
-    "settlement_dates", "settlement_periods", "path_date", "path_period", "from_to",
-    "measurement_time", "publish_time", "submission_time", "snapshot",
+    "settlement_dates",
+    "settlement_periods",
+    "path_date",
+    "path_period",
+    "from_to",
+    "measurement_time",
+    "publish_time",
+    "submission_time",
+    "snapshot",
 ]
 
 WINDOW_PARAMS: dict[str, tuple[str, str]] = {
@@ -138,8 +143,15 @@ _EARLIEST_TOKENS = {
 }
 
 Group = Literal[
-    "balancing", "generation", "demand", "forecast", "transparency", "remit", "settlement",
-    "reference", "system",
+    "balancing",
+    "generation",
+    "demand",
+    "forecast",
+    "transparency",
+    "remit",
+    "settlement",
+    "reference",
+    "system",
 ]
 GROUPS: tuple[str, ...] = Group.__args__  # type: ignore[attr-defined]
 
@@ -147,10 +159,16 @@ GROUPS: tuple[str, ...] = Group.__args__  # type: ignore[attr-defined]
 FAMILIES: dict[str, dict[str, str]] = {
     "core": {},
     "bm": {"partition_field": "settlementDate"},
-    "forecast": {"partition_field": "publishTime", "version_field": "publishTime",
-                 "time_field": "publishTime"},
-    "transparency": {"partition_field": "publishTime", "version_field": "publishTime",
-                     "time_field": "publishTime"},
+    "forecast": {
+        "partition_field": "publishTime",
+        "version_field": "publishTime",
+        "time_field": "publishTime",
+    },
+    "transparency": {
+        "partition_field": "publishTime",
+        "version_field": "publishTime",
+        "time_field": "publishTime",
+    },
     "publication": {"partition_field": "publishTime", "time_field": "publishTime"},
     "settlement": {"partition_field": "settlementDate"},
     "reference": {},
@@ -305,9 +323,17 @@ def param_style_for(path: str) -> ParamStyle:
         return "path_period"
     if "settlementDate" in names and params["settlementDate"]["in"] == "path":
         return "path_date"
-    if {"settlementDateFrom", *PERIOD_PARAMS} <= names and params["settlementPeriodFrom"].get("required"):
+    if {"settlementDateFrom", *PERIOD_PARAMS} <= names and params["settlementPeriodFrom"].get(
+        "required"
+    ):
         return "settlement_periods"
-    for style in ("settlement_dates", "from_to", "measurement_time", "submission_time", "publish_time"):
+    for style in (
+        "settlement_dates",
+        "from_to",
+        "measurement_time",
+        "submission_time",
+        "publish_time",
+    ):
         if set(WINDOW_PARAMS[style]) <= names:
             return style  # type: ignore[return-value]
     return "snapshot"
@@ -324,8 +350,13 @@ def stated_limit(code: str, endpoint: str) -> dt.timedelta | None:
 
 # Type names the table's ``extra_fields`` cell may use (``name:type``, space-separated).
 EXTRA_TYPES: dict[str, pa.DataType] = {
-    "string": STR, "int32": I32, "int64": I64, "double": F64, "boolean": BOOL,
-    "date": DATE, "date-time": TS,
+    "string": STR,
+    "int32": I32,
+    "int64": I64,
+    "double": F64,
+    "boolean": BOOL,
+    "date": DATE,
+    "date-time": TS,
 }
 
 
@@ -374,8 +405,10 @@ def _build(row: dict[str, str]) -> Dataset:
         partition_field = cell["partition_field"] or "settlementDate"
     period_field = None
     if partition_field == "settlementDate":
-        period_field = "settlementPeriodFrom" if "settlementPeriodFrom" in names else (
-            "settlementPeriod" if "settlementPeriod" in names else None
+        period_field = (
+            "settlementPeriodFrom"
+            if "settlementPeriodFrom" in names
+            else ("settlementPeriod" if "settlementPeriod" in names else None)
         )
     if partition_field == "settlementDate" and period_field is None and style != "snapshot":
         raise CatalogError(f"{where}: partitioned by settlementDate but has no period field")
@@ -421,7 +454,9 @@ def _build(row: dict[str, str]) -> Dataset:
 def load_table(path: Path = TABLE_FILE) -> tuple[Dataset, ...]:
     """Every dataset of the reviewed table, completed from the spec, in table order."""
     with path.open(newline="", encoding="utf-8") as handle:
-        rows = [row for row in csv.DictReader(handle) if row["code"] and not row["code"].startswith("#")]
+        rows = [
+            row for row in csv.DictReader(handle) if row["code"] and not row["code"].startswith("#")
+        ]
     seen: set[str] = set()
     for row in rows:
         if row["code"] in seen or not re.fullmatch(r"[A-Z0-9]+", row["code"]):

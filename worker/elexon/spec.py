@@ -27,7 +27,8 @@ DATE = pa.date32()
 # The spec's way of stating a request limit in an endpoint's description, e.g. "a maximum data
 # output range of 1 day", "a maximum range of 2 years (731 days)", "A maximum limit of 24 hours".
 _LIMIT = re.compile(
-    r"maximum (?:data output )?(?:range|limit) of (?:[^(.]*\()?(\d+) (day|days|hours)", re.I
+    r"maximum (?:data output )?(?:range|limit) of (?:[^(.]*\()?(\d+) (day|days|hours)",
+    re.IGNORECASE,
 )
 
 

@@ -452,3 +452,18 @@ def test_iris_feed_sends_generic_datasets_as_the_api_serves_them(tmp_path: Path)
     published = "publishDateTimeFrom=2025-06-02T10:00Z&publishDateTimeTo=2025-06-02T23:59:59Z"
     api = fetch(app, f"/datasets/AGPT/stream?{published}")
     assert sent["AGPT"] and all(row in api for row in sent["AGPT"])
+
+
+def test_revise_fault_gives_generic_rows_new_values_and_a_newer_version() -> None:
+    target = "/balancing/settlement/indicative/cashflows/all/bid/2025-06-02"
+    clean = fetch(SimulatorApp(scale=SCALE, clock=lambda: LATER), target)["data"]
+    faulty = SimulatorApp(scale=SCALE, faults="revise=1", clock=lambda: LATER)
+    revised = fetch(faulty, target)["data"]
+    dataset = catalog.get("EBOCF")
+    assert dataset.version_field == "createdDateTime"
+    changed = [(old, new) for old, new in zip(clean, revised, strict=True) if old != new]
+    assert changed
+    for old, new in changed:
+        assert new["createdDateTime"] > old["createdDateTime"]
+        assert new["totalCashflow"] != old["totalCashflow"]
+        assert all(new[field] == old[field] for field in dataset.natural_key if field in old)

@@ -79,6 +79,8 @@ WORK_BUDGET = 400_000
 # Share of the BM-unit fleet that has a row in one bucket of a per-unit dataset.
 _UNIT_SHARE = 0.05
 
+# Integer fields that identify or date a row rather than measure something.
+_NOT_MEASURED = ("period", "year", "week", "number", "sequence", "id", "level")
 MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
 INT32_MAX = 2**31 - 1
 
@@ -224,6 +226,7 @@ class GenericDataset:
         self.target_kind = self._target_kind()
         self.entity_kind, self._entities = _entity_table(self.properties, fleet(seed, scale))
         self.earliest = dataset.earliest if dataset else dt.date(2000, 1, 1)
+        self.value_fields = self._measured_fields()
         self._plan = [
             (name, self._value_fn(name, schema)) for name, schema in self.properties.items()
         ]
@@ -249,6 +252,19 @@ class GenericDataset:
             # The catalog's word, which the client checks rows against.
             return self.dataset.time_field if self.dataset.time_field in self.properties else None
         return next((f for f in FROM_TO_FIELDS if f in self.properties), None)
+
+    def _measured_fields(self) -> tuple[str, ...]:
+        """Numbers a "revise" fault may change: never keys, versions, periods or years."""
+        fixed = set(self.dataset.natural_key) if self.dataset else set()
+        if self.dataset and self.dataset.version_field:
+            fixed.add(self.dataset.version_field)
+        return tuple(
+            name
+            for name, schema in self.properties.items()
+            if resolve(schema).get("type") in ("number", "integer")
+            and name not in fixed
+            and not any(word in name.lower() for word in _NOT_MEASURED)
+        )
 
     def _target_kind(self) -> str:
         names = set(self.properties)
@@ -937,3 +953,17 @@ def catalog_source(dataset: catalog.Dataset, seed: int, scale: float) -> Generic
     key = spec.dataset_key(dataset.endpoint)
     family = [e for e in spec.endpoints() if spec.dataset_key(e.path) == key]
     return GenericDataset(key, family, seed, scale, dataset)
+
+
+def revisable(source: Any) -> bool:
+    """Whether the "revise" fault applies: a catalog dataset of object rows with values to
+    change, whose version is not the field its window is on (a later version there would
+    move the row out of the window asked for)."""
+    dataset = getattr(source, "dataset", None)
+    return (
+        isinstance(source, GenericDataset)
+        and dataset is not None
+        and not dataset.snapshot
+        and bool(source.value_fields)
+        and dataset.version_field != source.anchor
+    )

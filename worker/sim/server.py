@@ -362,6 +362,9 @@ class SimulatorApp:
             rows = duplicate_rows(rows, draw.rng)
         if draw.revise and isinstance(source, generic.CalibratedSource):
             rows = revise_rows(rows, source.generator, draw.rng)
+        elif draw.revise and generic.revisable(source) and rows:
+            # A catalog dataset answered generically: new values, a newer version.
+            rows = revise_rows(rows, source, draw.rng)
         body: Any = rows
         if endpoint.envelope == "data":
             body = {"data": rows}

@@ -334,3 +334,18 @@ def test_fields_real_rows_carry_beyond_the_spec_are_declared_and_kept() -> None:
     rows = _sample_rows(SAMPLES / "B1610__gridskew-b1610_stream.json")
     names = {name for row in rows for name in row} - {"dataset"}
     assert names == set(b1610.field_names)  # nothing left for _extra
+
+
+def test_bmrs_datasets_setting_names_catalog_codes_or_all() -> None:
+    from pydantic import ValidationError
+
+    from worker.cluster.sweep import configured_datasets
+    from worker.settings import Settings
+
+    assert configured_datasets(Settings(datasets="all")) == list(catalog.DATASETS)
+    assert [d.code for d in configured_datasets(Settings(datasets="ndf, bmunits"))] == [
+        "NDF",
+        "BMUNITS",
+    ]
+    with pytest.raises(ValidationError, match="unknown dataset 'NOPE'"):
+        Settings(datasets="FUELINST,NOPE")

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_ELEXON_BASE_URL = "https://data.elexon.co.uk/bmrs/api/v1"
@@ -118,6 +118,17 @@ class Settings(BaseSettings):
     flower_basic_auth: SecretStr | None = Field(
         None, validation_alias="FLOWER_BASIC_AUTH", description="user:password for Flower"
     )
+
+    @field_validator("datasets")
+    @classmethod
+    def _known_datasets(cls, value: str) -> str:
+        """BMRS_DATASETS names catalog codes (or ``all``): a typo fails at start-up, naming the
+        code and the valid ones, not at the first poll."""
+        if value.strip() and value.strip().lower() != "all":
+            from worker.elexon import catalog
+
+            catalog.parse_codes(value)
+        return value
 
     @model_validator(mode="before")
     @classmethod

@@ -230,11 +230,22 @@ class LocalWarehouse(Sink):
         # A day folder deleted by hand (to drop a day) leaves its entry behind: one listing of
         # the dataset folder keeps readers from failing on it.
         present = set(os.listdir(folder))
+        # Kept per day: the file, its rows and only the bounds a view prunes by (the partition
+        # field's, where it is a timestamp): four years of full bounds cost tens of MB.
+        kept = dataset.partition_field if dataset.partition_field != "settlementDate" else None
         result = {
-            dt.date.fromisoformat(day): entry
+            dt.date.fromisoformat(day): {
+                "file": entry["file"],
+                "rows": entry["rows"],
+                "bounds": {kept: entry["bounds"][kept]} if kept in entry["bounds"] else {},
+            }
             for day, entry in days.items()
             if entry["file"].partition("/")[0] in present
         }
+        newest = max((day for day, entry in result.items() if entry["rows"]), default=None)
+        if newest is not None:  # what freshness asks for, kept whole
+            result[newest]["bounds"] = days[newest.isoformat()]["bounds"]
+        del days
         if found is not None:
             self._manifests[dataset.code] = (key, result)
         return result
@@ -248,6 +259,10 @@ class LocalWarehouse(Sink):
         entry = self.manifest(dataset).get(day)
         if entry is None:
             return None
+        if day != self.newest_day(dataset):  # only the newest day's bounds are kept whole
+            entry = (self._read_manifest(dataset) or {}).get(day.isoformat())
+            if entry is None:
+                return None
         return {
             column: (bound_value(dataset, column, low), bound_value(dataset, column, high))
             for column, (low, high, _) in entry["bounds"].items()

@@ -467,3 +467,18 @@ def test_revise_fault_gives_generic_rows_new_values_and_a_newer_version() -> Non
         assert new["createdDateTime"] > old["createdDateTime"]
         assert new["totalCashflow"] != old["totalCashflow"]
         assert all(new[field] == old[field] for field in dataset.natural_key if field in old)
+
+
+def test_hidden_window_limits_apply_to_generic_catalog_datasets() -> None:
+    """``bmrs sim --window-limit SEL=1h`` refuses wider SEL windows as the API's range 400."""
+    app = SimulatorApp(scale=SCALE, window_limit="SEL=1h,BOAV=1h", clock=lambda: LATER)
+    wide = app.handle("GET", "/datasets/SEL/stream?from=2025-06-02T10:00Z&to=2025-06-02T12:00Z")
+    assert wide.status == 400 and "1 hour" in orjson.loads(wide.body)["errors"][""][0]
+    assert client.is_range_refusal(400, orjson.loads(wide.body)["errors"][""][0])
+    narrow = "/datasets/SEL/stream?from=2025-06-02T10:00Z&to=2025-06-02T10:59:59Z"
+    assert app.handle("GET", narrow).status == 200
+    # A path-dated dataset asks for a whole day: refused too.
+    assert (
+        app.handle("GET", "/balancing/settlement/acceptance/volumes/all/bid/2025-06-02").status
+        == 400
+    )

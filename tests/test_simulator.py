@@ -119,20 +119,8 @@ CORE = (
     "FUELINST FUELHH FREQ MID BOD BOALF DISBSAD NETBSAD INDGEN INDDEM PN QPN MELS MILS REMIT DISEBSP"
     " INDO ITSDO NDF B1610"
 )
-# Fields where real answers break the spec, so the simulator's do too (the real samples are
-# the judge; samples/SOURCES.md): left out of schema validation, field name -> how.
-SPEC_DEVIATIONS = {
-    "B1610": {
-        "halfHourEndTime": "no zone suffix (2026-08-09T00:00:00)",
-        "settlementRunType": "sent (II) though the spec's row has no such field",
-    },
-}
-
-
-def conforming_part(code: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Rows without the fields where real answers deviate from the spec."""
-    deviating = SPEC_DEVIATIONS.get(code, {})
-    return [{k: v for k, v in row.items() if k not in deviating} for row in rows]
+# Where real answers break the spec (B1610), the simulator follows the spec, so every
+# calibrated dataset is schema-validated (worker/sim/calibrated_more.py, SPEC_OVER_SAMPLE).
 
 
 def test_every_core_dataset_has_one_generator() -> None:
@@ -147,13 +135,13 @@ def test_rows_validate_against_the_openapi_schema(
     body = get(sim.url, path, **params).json()
     rows = body["data"] if isinstance(body, dict) else body
     assert rows, f"{dataset.code}: no rows for {params}"
-    checked = conforming_part(dataset.code, sample(rows))
+    checked = sample(rows)
     envelope = {**body, "data": checked} if isinstance(body, dict) else checked
     spec_path = dataset.endpoint
     response_validator(spec, spec_path).validate(envelope)
-    expected = set(dataset.field_names) | (
-        {"dataset"} if dataset.param_style != "path_date" else set()
-    ) | set(SPEC_DEVIATIONS.get(dataset.code, {}))
+    # The spec's fields: real rows' extra fields (extra_fields) are not the simulator's to send.
+    expected = set(dataset.field_names) - {name for name, _ in dataset.extra_fields}
+    expected |= {"dataset"} if dataset.param_style != "path_date" else set()
     if GENERATOR_CLASSES[dataset.code].omits_nulls:
         # The REMIT stream leaves null fields out (real samples).
         assert all(set(row) <= expected and None not in row.values() for row in rows)
@@ -182,7 +170,7 @@ def test_non_stream_variant_wraps_the_same_rows_in_data(
     assert set(body) == {"data"}
     assert sorted(map(orjson.dumps, body["data"])) == sorted(map(orjson.dumps, stream))
     response_validator(spec, list_path).validate(
-        {"data": conforming_part(dataset.code, sample(body["data"]))}
+        {"data": sample(body["data"])}
     )
 
 
@@ -769,13 +757,11 @@ def test_a_bod_day_at_full_scale_is_served_in_hourly_windows_quickly(
 # ---------------------------------------------------------------- independent conformance
 
 # Every catalog endpoint, plus the non-stream twin of each stream endpoint.
-# (Datasets whose real answers deviate from the spec's formats are left out: see above.)
-CONFORMING = [d for d in CALIBRATED if d.code not in SPEC_DEVIATIONS]
 CATALOG_PATHS = sorted(
-    {d.endpoint for d in CONFORMING}
+    {d.endpoint for d in CALIBRATED}
     | {
         d.endpoint.removesuffix("/stream")
-        for d in CONFORMING
+        for d in CALIBRATED
         if d.endpoint.endswith("/stream")
     }
 )
@@ -823,10 +809,6 @@ def test_schemathesis_finds_no_nonconforming_response(
     workdir.mkdir(exist_ok=True)
     st = Path(sys.executable).with_name("st")
     selected = CATALOG_PATHS if paths == "calibrated" else SERVED_PATHS
-    # Real answers deviate from the spec's formats in documented fields (SPEC_DEVIATIONS).
-    deviating = {d.endpoint for d in CALIBRATED if d.code in SPEC_DEVIATIONS}
-    deviating |= {path.removesuffix("/stream") for path in deviating}
-    selected = [path for path in selected if path not in deviating]
     pattern = "^(" + "|".join(re.escape(path) for path in selected) + ")$"
     checks = "response_schema_conformance,status_code_conformance,content_type_conformance,not_a_server_error"
     result = subprocess.run(

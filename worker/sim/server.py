@@ -114,6 +114,13 @@ def _routes(
     return exact, templates
 
 
+# ``/balancing/physical/all?dataset=PN&settlementDate=D&settlementPeriod=N``: one period of
+# PN, QPN, MILS or MELS (the spec's enum), the calibrated rows of ``/datasets/{dataset}``, in
+# the ``{metadata, data}`` envelope. uk-energy, elexon-bmrs and elexonpy call it.
+PHYSICAL_ALL = "/balancing/physical/all"
+PHYSICAL_CODES = ("PN", "QPN", "MILS", "MELS")
+
+
 _RFC_SECTIONS = {400: "6.5.1", 404: "6.5.4", 405: "6.5.5", 500: "6.6.1"}
 
 
@@ -253,6 +260,8 @@ class SimulatorApp:
         lowered = path.lower().rstrip("/").removeprefix(BASE_PATH)
         if lowered in self._exact:
             return self._exact[lowered]
+        if lowered == PHYSICAL_ALL:
+            return Route(catalog.get(PHYSICAL_CODES[0]), "physical")
         for pattern, dataset in self._templates:
             match = pattern.fullmatch(lowered)
             if match:
@@ -288,18 +297,30 @@ class SimulatorApp:
         refused = _refusal(draw)
         if refused is not None:
             return refused
+        if route.kind == "physical":
+            # ASP.NET binds names case-blind; "dataset" is not a name queries knows.
+            code = next((v[0] for k, v in params.items() if k.lower() == "dataset" and v), None)
+            if code is None:
+                return bad_request("dataset", "The dataset field is required.")
+            if code.upper() not in PHYSICAL_CODES:
+                return bad_request(
+                    "dataset",
+                    f"The value '{code}' is not valid for dataset: one of PN, QPN, MILS, MELS.",
+                )
+            route = Route(catalog.get(code.upper()), "physical")
         dataset, now = route.dataset, self._clock()
         try:
             if route.kind == "path":
                 assert route.path_value is not None
                 query = queries.path_date_query(dataset, route.path_value, now)
-            elif route.kind == "period":
+            elif route.kind in ("period", "physical"):
                 query = queries.period_query(dataset, params, now)
             else:
                 query = queries.window_query(dataset, params, now)
         except queries.BadRequest as exc:
             return bad_request(exc.parameter, exc.message)
-        refused = window_limits.refusal(dataset, route.kind, params, self.window_limits)
+        kind = "period" if route.kind == "physical" else route.kind
+        refused = window_limits.refusal(dataset, kind, params, self.window_limits)
         if refused:
             return problem(400, "One or more validation errors occurred.", {"": [refused]})
         poisoned = self.faults.poisoned(dataset.code, query.days)
@@ -390,7 +411,7 @@ class SimulatorApp:
     def _envelope(route: Route, rows: list[dict[str, Any]]) -> Any:
         if route.kind == "stream":
             return rows
-        if route.kind == "path":
+        if route.kind in ("path", "physical"):
             return {"metadata": {"datasets": [route.dataset.code]}, "data": rows}
         return {"data": rows}
 

@@ -18,7 +18,17 @@ from worker.elexon import spec as elexon_spec
 Schema = dict[str, Any]
 
 # The families of paths the simulator serves (the catalog's datasets live under these).
-SERVED_PREFIXES = ("/datasets/", "/balancing/settlement/", "/reference/")
+SERVED_PREFIXES = (
+    "/datasets/",
+    "/balancing/settlement/",
+    "/reference/",
+    # Per-period and window views of the same data that third-party clients call
+    # (elexonpy, elexon-bmrs, uk-energy, elexonapi; docs/third-party-clients.md).
+    "/balancing/pricing/market-index",
+    "/balancing/acceptances/all",
+    "/balancing/bid-offer/all",
+    "/balancing/nonbm/disbsad/",
+)
 
 
 def load() -> dict[str, Any]:

@@ -15,7 +15,8 @@
 # Steps: build; up (every service healthy); status; a 3-day backfill of two datasets in a
 # worker; Flower (bind address, refuses without its password, lists the workers with it,
 # refuses the example password outside the demo); a worker container killed (`docker kill`)
-# mid-backfill and the job still complete with no duplicate; `down` then `up` with the data and
+# mid-backfill and the job still complete with no duplicate; every service exiting 0 on stop;
+# `down` then `up` with the data and
 # the job kept; stop.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -250,7 +251,15 @@ ROWS_BEFORE=$(rows_of fuelinst)
   || fail "fuelinst_latest has $ROWS_BEFORE rows after the kill, expected $((FUEL_ROWS / 3 * 34)) (34 days)"
 
 # -- down / up ----------------------------------------------------------------------------------------
-step persist "docker compose down (volumes kept), up again: data and jobs still there"
+step persist "docker compose stop (each exits cleanly), down (volumes kept), up again: data and jobs kept"
+compose --profile demo stop >"$LOG/stop-services.log" 2>&1 || fail "compose stop, see $LOG/stop-services.log"
+exits=$(for id in $(compose ps -a -q); do
+  podman inspect "$id" --format '{{index .Config.Labels "com.docker.compose.service"}}={{.State.ExitCode}}'
+done | sort | tr '\n' ' ')
+say "exit codes after SIGTERM: $exits"
+for service in sim redis; do  # 143 would be "killed by SIGTERM", 137 "killed after the grace period"
+  case " $exits" in *" $service=0 "*) ;; *) fail "$service did not exit 0 on stop: $exits";; esac
+done
 compose --profile demo down >"$LOG/down.log" 2>&1 || fail "compose down, see $LOG/down.log"
 compose --profile demo up -d >"$LOG/up-again.log" 2>&1 || fail "compose up again, see $LOG/up-again.log"
 wait_healthy healthy_again_s

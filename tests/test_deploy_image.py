@@ -155,3 +155,15 @@ def ignored(path: str) -> bool:
     lines = [line.strip() for line in DOCKERIGNORE.read_text().splitlines()]
     patterns = [line for line in lines if line and not line.startswith("#")]
     return PatternMatcher(patterns).matches(path)
+
+
+def test_the_image_installs_the_package_without_its_test_or_bench_extras() -> None:
+    """Those extras are ~400 MB of validators, a broker and benchmark tools the cluster never runs."""
+    installs = [args for keyword, args in instructions() if keyword == "RUN" and "pip install" in args]
+    assert installs, "no pip install in the Dockerfile"
+    for args in installs:
+        for command in re.findall(r"pip install ([^&;]*)", args):
+            targets = [word for word in command.split() if not word.startswith("-")]
+            assert targets == ["."], f"pip install {command.strip()}: install `.` alone, no extras"
+    extras = set(pyproject()["project"]["optional-dependencies"])
+    assert {"test", "bench"} <= extras

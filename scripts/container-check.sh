@@ -15,9 +15,8 @@
 # Steps: build; up (every service healthy); status; a 3-day backfill of two datasets in a
 # worker; Flower (bind address, refuses without its password, lists the workers with it,
 # refuses the example password outside the demo); a worker container killed (`docker kill`)
-# mid-backfill and the job still complete with no duplicate; every service exiting 0 on stop;
-# `down` then `up` with the data and
-# the job kept; stop.
+# mid-backfill and the job still complete with no duplicate; the simulator and Redis exiting 0
+# on stop; `down` then `up` with the data and the jobs kept; stop.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 RUN_COMPOSE=${RUN_COMPOSE:-$ROOT/../shared/containers/run-compose.sh}

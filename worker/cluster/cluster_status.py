@@ -24,14 +24,14 @@ from worker.cluster.broker import (
     masked_url,
     redis_client,
 )
-from worker.elexon.catalog import Dataset
 from worker.cluster.celery_app import QUEUES
 from worker.cluster.jobs import JobStore, UnknownJobError
-from worker.settings import Settings
-from worker.elexon.settlement import current_settlement_day
-from worker.sinks import Sink
 from worker.cluster.sweep import configured_datasets, sweep_window
-
+from worker.elexon.catalog import Dataset
+from worker.elexon.settlement import current_settlement_day
+from worker.settings import Settings
+from worker.sinks import Sink
+from worker.sinks.base import days_between
 
 
 def queue_depths(client: redis.Redis) -> dict[str, int]:
@@ -63,13 +63,19 @@ def workers(app: Celery, timeout_s: float = 1.0) -> list[dict[str, Any]]:
 def last_errors(
     sink: Sink, datasets: list[Dataset], today: dt.date, lookback_days: int
 ) -> dict[str, dict[str, Any]]:
-    """The most recent failed day of each dataset within the sweep's window, with its reason."""
+    """The most recent failed day of each dataset within the sweep's window, with its reason.
+
+    Every dataset's window is read at once (one query on BigQuery, whatever the catalog)."""
+    windows = {
+        dataset: window for dataset in datasets
+        if (window := sweep_window(dataset, today + dt.timedelta(days=1), lookback_days))
+    }
+    coverage = sink.read_coverage_spans(windows) if windows else {}
     found: dict[str, dict[str, Any]] = {}
-    for dataset in datasets:
-        window = sweep_window(dataset, today + dt.timedelta(days=1), lookback_days)
-        if window is None:
-            continue
-        failed = [c for c in sink.coverage_range(dataset, *window) if c.status == "failed"]
+    for dataset, window in windows.items():
+        known = coverage.get(dataset.code, {})
+        failed = [known[day] for day in days_between(*window)
+                  if day in known and known[day].status == "failed"]
         if failed:
             last = failed[-1]
             found[dataset.code] = {

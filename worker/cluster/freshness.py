@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 import orjson
@@ -87,17 +88,49 @@ def newest_instant(dataset: Dataset, table: pa.Table, day: dt.date) -> dt.dateti
 
 
 def newest_row(sink: Sink, dataset: Dataset, today: dt.date | None = None) -> dt.datetime | None:
-    """Newest row instant of the dataset's newest stored day, however old (``today`` unused).
+    """Newest row instant of the dataset's newest stored day, however old.
 
-    A snapshot (reference) dataset describes no instant: its age is its last fetch's."""
-    if dataset.snapshot:
-        coverage = sink.read_coverage(dataset, [dataset.chunk_day(today or dt.date.today())])
-        fetched = next(iter(coverage.values()), None)
-        return None if fetched is None or fetched.status != "complete" else fetched.fetched_utc
-    day = sink.newest_day(dataset)
-    if day is None:
-        return None
-    bounds = sink.day_bounds(dataset, day)
+    A snapshot (reference) dataset describes no instant: its age is its last fetch's (of
+    ``today``'s chunk)."""
+    return newest_rows(sink, [dataset], today)[dataset.code]
+
+
+def newest_rows(
+    sink: Sink, datasets: Iterable[Dataset], today: dt.date | None = None
+) -> dict[str, dt.datetime | None]:
+    """:func:`newest_row` of many datasets, by code, in a fixed number of sink reads (one
+    query each on BigQuery) however many datasets there are."""
+    chosen = list(datasets)
+    today = today or dt.date.today()
+    snapshots = [d for d in chosen if d.snapshot]
+    dated = [d for d in chosen if not d.snapshot]
+    fetches = (
+        sink.read_coverage_spans({d: (d.chunk_day(today),) * 2 for d in snapshots})
+        if snapshots else {}
+    )
+    newest_days = sink.newest_days(dated) if dated else {}
+    days = {d: day for d in dated if (day := newest_days.get(d.code)) is not None}
+    bounds = sink.day_bounds_of(days) if days else {}
+    found: dict[str, dt.datetime | None] = {}
+    for dataset in chosen:
+        if dataset.snapshot:
+            fetched = next(iter(fetches.get(dataset.code, {}).values()), None)
+            found[dataset.code] = (
+                None if fetched is None or fetched.status != "complete" else fetched.fetched_utc
+            )
+        elif dataset in days:
+            found[dataset.code] = _newest_on(
+                sink, dataset, days[dataset], bounds.get(dataset.code)
+            )
+        else:
+            found[dataset.code] = None
+    return found
+
+
+def _newest_on(
+    sink: Sink, dataset: Dataset, day: dt.date, bounds: dict[str, tuple[object, object]] | None
+) -> dt.datetime | None:
+    """The newest instant of ``day`` from its bounds, or from its rows where none are kept."""
     if bounds is None:
         table = sink.read_day(dataset, day)
         return None if table is None else newest_instant(dataset, table, day)
@@ -114,7 +147,8 @@ def newest_row(sink: Sink, dataset: Dataset, today: dt.date | None = None) -> dt
 def assess(sink: Sink, datasets: list[Dataset], now: dt.datetime | None = None) -> list[Freshness]:
     now = now or dt.datetime.now(dt.UTC)
     today = current_settlement_day(now)
-    return [Freshness(d.code, newest_row(sink, d, today), threshold(d), now) for d in datasets]
+    newest = newest_rows(sink, datasets, today)
+    return [Freshness(d.code, newest[d.code], threshold(d), now) for d in datasets]
 
 
 def record_and_alert(

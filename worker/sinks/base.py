@@ -11,7 +11,7 @@ import abc
 import contextlib
 import dataclasses
 import datetime as dt
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 
 import pyarrow as pa
 
@@ -88,6 +88,47 @@ class Sink(abc.ABC):
         without reading the day; None where it does not (the caller reads the day)."""
         return None
 
+    # Reads across many datasets at once (freshness, ``bmrs status``, the dashboard's health
+    # tab ask about every configured dataset). The defaults ask one dataset at a time, which
+    # costs nothing on the local lake; a sink where each read is a billed query (BigQuery)
+    # answers each of these in one query, so the cost does not grow with the catalog.
+
+    def newest_days(self, datasets: Iterable[Dataset]) -> dict[str, dt.date | None]:
+        """:meth:`newest_day` of each dataset, by code."""
+        return {dataset.code: self.newest_day(dataset) for dataset in datasets}
+
+    def day_bounds_of(
+        self, days: Mapping[Dataset, dt.date]
+    ) -> dict[str, dict[str, tuple[object, object]] | None]:
+        """:meth:`day_bounds` of one day per dataset, by code. A sink may answer here even
+        where :meth:`day_bounds` says None (one query for all the days instead of reading
+        each day); it covers at least each dataset's time and period fields."""
+        return {dataset.code: self.day_bounds(dataset, day) for dataset, day in days.items()}
+
+    def read_coverage_spans(
+        self, spans: Mapping[Dataset, tuple[dt.date, dt.date]]
+    ) -> dict[str, dict[dt.date, Coverage]]:
+        """:meth:`read_coverage` of each dataset over its own (first, last) days, by code."""
+        return {
+            dataset.code: self.read_coverage(dataset, days_between(first, last))
+            for dataset, (first, last) in spans.items()
+        }
+
+    def coverage_range_of(
+        self, datasets: Iterable[Dataset], start: dt.date, end: dt.date
+    ) -> dict[str, list[Coverage]]:
+        """:meth:`coverage_range` of many datasets over the same days, by code."""
+        chosen = list(datasets)
+        known = self.read_coverage_spans({dataset: (start, end) for dataset in chosen})
+        days = days_between(start, end)
+        return {
+            dataset.code: [
+                known.get(dataset.code, {}).get(day) or Coverage.missing(dataset, day)
+                for day in days
+            ]
+            for dataset in chosen
+        }
+
     def vacuum(self) -> int:
         """Reclaim storage a sink keeps only for readers' sake (superseded files); how many
         items were removed. Sinks that replace partitions in place have nothing to do."""
@@ -113,7 +154,7 @@ class Sink(abc.ABC):
         self, dataset: Dataset, start: dt.date, end: dt.date
     ) -> Iterator[Coverage]:
         """One record per day from start to end, ``missing`` where never attempted."""
-        days = [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
+        days = days_between(start, end)
         known = self.read_coverage(dataset, days)
         for day in days:
             yield known.get(day) or Coverage.missing(dataset, day)
@@ -121,3 +162,8 @@ class Sink(abc.ABC):
     @staticmethod
     def datasets() -> tuple[Dataset, ...]:
         return DATASETS
+
+
+def days_between(first: dt.date, last: dt.date) -> list[dt.date]:
+    """Every day from ``first`` to ``last``, both included (empty when last < first)."""
+    return [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]

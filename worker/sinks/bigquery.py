@@ -28,7 +28,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 import filelock
@@ -45,8 +45,8 @@ from worker.cluster.broker import KEY_PREFIX, redis_client
 from worker.elexon.catalog import DATASETS, Dataset, get
 from worker.elexon.coverage import Coverage
 from worker.elexon.dedup import conform
-from worker.settings import Settings
 from worker.elexon.settlement import current_settlement_day
+from worker.settings import Settings
 from worker.sinks.base import QueryError, Sink, SinkConfigError
 from worker.sinks.quota import LoadClass, LoadLedger, load_class_of
 from worker.sinks.resolved_limits import is_resolved
@@ -294,7 +294,10 @@ class BigQueryWarehouse(Sink):
         self.backfill_max_wait_s = backfill_max_wait_s
         self.retry_initial_s = retry_initial_s
         self._ready: set[str] = set()
-        self._views_checked = False
+        # Tables and views listed once a process (:meth:`ensure_views`), and the datasets
+        # whose views were then found whole.
+        self._present: set[str] | None = None
+        self._views_seen: set[str] = set()
 
     # -- set-up ---------------------------------------------------------------------------
 
@@ -424,17 +427,28 @@ class BigQueryWarehouse(Sink):
                 wanted.table_id, ", ".join(f.name for f in missing),
             )
 
-    def ensure_views(self) -> None:
-        """Make sure every dataset's views exist before a query (one listing a process)."""
-        if self._views_checked:
-            return
-        present = {item.table_id for item in self.client.list_tables(
-            f"{self.where.project}.{self.where.dataset}")}
+    def ensure_views(self, sql: str | None = None) -> None:
+        """Make sure the views a query names exist (every dataset's when ``sql`` is None).
+
+        One listing a process: a dataset found whole then, or ensured since, is not looked
+        at again, so a dashboard refresh of a dozen queries costs no table requests.
+        """
+        if self._present is None:
+            self._present = self._table_names()
         for dataset in DATASETS:
+            if dataset.code in self._ready or dataset.code in self._views_seen:
+                continue
+            if sql is not None and not re.search(rf"\b{re.escape(dataset.table)}(?:_latest|_unified)?\b", sql):
+                continue
             names = {t.table_id for t in self.tables_of(dataset)}
-            if not names <= present:
+            if not names <= self._present:
                 self.ensure(dataset)
-        self._views_checked = True
+            self._views_seen.add(dataset.code)
+
+    def _table_names(self) -> set[str]:
+        """Every table and view in the sink's dataset: one listing, no query (free)."""
+        return {item.table_id for item in self.client.list_tables(
+            f"{self.where.project}.{self.where.dataset}", page_size=1000)}
 
     # -- the Sink interface ---------------------------------------------------------------
 
@@ -501,6 +515,85 @@ class BigQueryWarehouse(Sink):
         newest = found.column("newest")[0].as_py() if found.num_rows else None
         return newest if isinstance(newest, dt.date) else None
 
+    # -- reads across datasets: one query each, however many datasets (see Sink) -----------
+
+    def newest_days(self, datasets: Iterable[Dataset]) -> dict[str, dt.date | None]:
+        """Each dataset's newest day with rows, from the coverage tables, in one query."""
+        chosen = list(datasets)
+        present = self._table_names() if chosen else set()
+        branches = [
+            f"SELECT '{d.code}' AS code, MAX(date) AS newest "
+            f"FROM {self.dialect.relation(d.table + '_coverage')} WHERE `rows` > 0"
+            for d in chosen if f"{d.table}_coverage" in present
+        ]
+        found = self._union(branches)
+        newest = {row["code"]: row["newest"] for row in found}
+        return {
+            d.code: newest[d.code] if isinstance(newest.get(d.code), dt.date) else None
+            for d in chosen
+        }
+
+    def day_bounds_of(
+        self, days: Mapping[Dataset, dt.date]
+    ) -> dict[str, dict[str, tuple[object, object]] | None]:
+        """(min, max) of each dataset's time and period fields on its day, in one query over
+        those partitions only (the two columns of one day each: a few KB scanned)."""
+        present = self._table_names() if days else set()
+        branches = []
+        for dataset, day in days.items():
+            if f"{dataset.table}_api" not in present:
+                continue
+            time, period = dataset.time_field, dataset.period_field
+            branches.append(
+                f"SELECT '{dataset.code}' AS code, COUNT(*) AS row_count, "
+                + (f"MIN({time}) AS time_low, MAX({time}) AS time_high, " if time else
+                   "CAST(NULL AS TIMESTAMP) AS time_low, CAST(NULL AS TIMESTAMP) AS time_high, ")
+                + (f"CAST(MIN({period}) AS INT64) AS period_low, "
+                   f"CAST(MAX({period}) AS INT64) AS period_high " if period else
+                   "CAST(NULL AS INT64) AS period_low, CAST(NULL AS INT64) AS period_high ")
+                + f"FROM {self.dialect.relation(dataset.table + '_api')} "
+                f"WHERE _day = {date_literal(day)}"
+            )
+        found = {row["code"]: row for row in self._union(branches)}
+        bounds: dict[str, dict[str, tuple[object, object]] | None] = {}
+        for dataset in days:
+            row = found.get(dataset.code)
+            if row is None or not row["row_count"]:
+                bounds[dataset.code] = None  # the caller reads the day (and finds it empty)
+                continue
+            kept: dict[str, tuple[object, object]] = {}
+            if dataset.time_field:
+                kept[dataset.time_field] = (row["time_low"], row["time_high"])
+            if dataset.period_field:
+                kept[dataset.period_field] = (row["period_low"], row["period_high"])
+            bounds[dataset.code] = kept
+        return bounds
+
+    def read_coverage_spans(
+        self, spans: Mapping[Dataset, tuple[dt.date, dt.date]]
+    ) -> dict[str, dict[dt.date, Coverage]]:
+        """Coverage of each dataset over its own days, from all coverage tables in one query."""
+        present = self._table_names() if spans else set()
+        columns = ", ".join(f"`{name}`" for name in COVERAGE_SCHEMA.names)
+        branches = [
+            f"SELECT {columns} FROM {self.dialect.relation(d.table + '_coverage')} "
+            f"WHERE date BETWEEN {date_literal(first)} AND {date_literal(last)}"
+            for d, (first, last) in spans.items()
+            if f"{d.table}_coverage" in present and first <= last
+        ]
+        found: dict[str, dict[dt.date, Coverage]] = {d.code: {} for d in spans}
+        for row in self._union(branches):
+            record = coverage_from_row(row)
+            if record.dataset in found:
+                found[record.dataset][record.date] = record
+        return found
+
+    def _union(self, branches: list[str]) -> list[dict[str, object]]:
+        """Rows of the branches' UNION ALL, as one query (none when there is no branch)."""
+        if not branches:
+            return []
+        return self._query(" UNION ALL ".join(f"({b})" for b in branches)).to_pylist()
+
     def write_coverage(self, coverage: Coverage) -> None:
         dataset = get(coverage.dataset)
         self.ensure(dataset)
@@ -513,7 +606,7 @@ class BigQueryWarehouse(Sink):
 
     def query(self, sql: str) -> pa.Table:
         """SQL over the views; unqualified names resolve in ``BMRS_BQ_DATASET``."""
-        self.ensure_views()
+        self.ensure_views(sql)
         return self._query(sql)
 
     def append_stream(self, dataset: Dataset, day: dt.date, table: pa.Table, batch_id: str) -> bool:

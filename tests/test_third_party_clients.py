@@ -231,3 +231,21 @@ def test_replayed_client_requests(
     body = response.json()
     rows = body if envelope == "list" else body["data"]
     assert isinstance(rows, list) and rows, f"{path}: no rows"
+
+
+@pytest.mark.parametrize(
+    ("path", "code"), [("/balancing/bid-offer", "BOD"), ("/balancing/acceptances", "BOALF")]
+)
+def test_one_units_view_as_elexonapi_asks(sim: RunningSimulator, path: str, code: str) -> None:
+    """elexonapi 0.1.4 resolves "BOD"/"BOALF" to these per-unit paths and sends date-only
+    from/to; the answer is that unit's rows of the dataset, in the {metadata, data} envelope."""
+    window = {"from": "2025-06-09", "to": "2025-06-10"}
+    everyone = httpx.get(f"{sim.url}{BASE_PATH}/datasets/{code}/stream", params=window).json()
+    unit = everyone[0]["bmUnit"]
+    response = httpx.get(f"{sim.url}{BASE_PATH}{path}", params={"bmUnit": unit, **window})
+    assert response.status_code == 200, response.text[:300]
+    body = response.json()
+    assert body["metadata"] == {"datasets": [code]}
+    assert body["data"] == [row for row in everyone if row["bmUnit"] == unit]
+    missing = httpx.get(f"{sim.url}{BASE_PATH}{path}", params=window)
+    assert missing.status_code == 400 and "bmUnit" in missing.json()["errors"]

@@ -119,6 +119,9 @@ def _routes(
 # the ``{metadata, data}`` envelope. uk-energy, elexon-bmrs and elexonpy call it.
 PHYSICAL_ALL = "/balancing/physical/all"
 PHYSICAL_CODES = ("PN", "QPN", "MILS", "MELS")
+# One BM unit's rows of a calibrated dataset over a from/to window (``bmUnit`` required), in
+# the ``{metadata, data}`` envelope: elexonapi resolves "BOD" and "BOALF" to these.
+UNIT_VIEWS = {"/balancing/bid-offer": "BOD", "/balancing/acceptances": "BOALF"}
 
 
 _RFC_SECTIONS = {400: "6.5.1", 404: "6.5.4", 405: "6.5.5", 500: "6.6.1"}
@@ -262,6 +265,8 @@ class SimulatorApp:
             return self._exact[lowered]
         if lowered == PHYSICAL_ALL:
             return Route(catalog.get(PHYSICAL_CODES[0]), "physical")
+        if lowered in UNIT_VIEWS:
+            return Route(catalog.get(UNIT_VIEWS[lowered]), "unit")
         for pattern, dataset in self._templates:
             match = pattern.fullmatch(lowered)
             if match:
@@ -308,6 +313,8 @@ class SimulatorApp:
                     f"The value '{code}' is not valid for dataset: one of PN, QPN, MILS, MELS.",
                 )
             route = Route(catalog.get(code.upper()), "physical")
+        if route.kind == "unit" and not any(params.get("bmUnit", ())):
+            return bad_request("bmUnit", "The bmUnit field is required.")
         dataset, now = route.dataset, self._clock()
         try:
             if route.kind == "path":
@@ -319,7 +326,7 @@ class SimulatorApp:
                 query = queries.window_query(dataset, params, now)
         except queries.BadRequest as exc:
             return bad_request(exc.parameter, exc.message)
-        kind = "period" if route.kind == "physical" else route.kind
+        kind = {"physical": "period", "unit": "list"}.get(route.kind, route.kind)
         refused = window_limits.refusal(dataset, kind, params, self.window_limits)
         if refused:
             return problem(400, "One or more validation errors occurred.", {"": [refused]})
@@ -411,7 +418,7 @@ class SimulatorApp:
     def _envelope(route: Route, rows: list[dict[str, Any]]) -> Any:
         if route.kind == "stream":
             return rows
-        if route.kind in ("path", "physical"):
+        if route.kind in ("path", "physical", "unit"):
             return {"metadata": {"datasets": [route.dataset.code]}, "data": rows}
         return {"data": rows}
 

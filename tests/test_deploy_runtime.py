@@ -390,6 +390,10 @@ def test_flower_refuses_the_example_password_unless_the_cluster_is_fed_by_the_si
     finally:
         running.shutdown()
     refuse_example_flower_password(Settings(elexon_base_url="https://data.elexon.co.uk/bmrs/api/v1"), "127.0.0.1")
+    # The Kubernetes prod Secret's placeholder is refused the same way.
+    bmrs_env.setenv("FLOWER_BASIC_AUTH", "admin:REPLACE_ME")
+    with pytest.raises(click.ClickException):
+        refuse_example_flower_password(Settings(elexon_base_url="https://data.elexon.co.uk/bmrs/api/v1"), "0.0.0.0")
     # Any other password is accepted anywhere.
     bmrs_env.setenv("FLOWER_BASIC_AUTH", "admin:" + "x" * 24)
     refuse_example_flower_password(Settings(elexon_base_url="https://data.elexon.co.uk/bmrs/api/v1"), "0.0.0.0")

@@ -18,8 +18,9 @@ from worker import health as checks
 from worker.cli.app import UserError, main
 from worker.settings import DEFAULT_ELEXON_BASE_URL, Settings
 
-# The placeholder secrets of .env.example all contain this (tests/test_deploy_env.py checks it).
-EXAMPLE_SECRET_MARK = "change-me"
+# The placeholder secrets of .env.example all contain "change-me" (tests/test_deploy_env.py
+# checks it); those of the Kubernetes prod Secret "REPLACE_ME".
+EXAMPLE_SECRET_MARKS = ("change-me", "REPLACE_ME")
 
 
 def _run(check: Callable[[], None]) -> None:
@@ -88,7 +89,8 @@ def health_port(port: int, host: str, timeout_s: float) -> None:
 
 
 def refuse_example_flower_password(settings: Settings, address: str) -> None:
-    """Refuse to serve Flower beyond loopback behind .env.example's placeholder password.
+    """Refuse to serve Flower beyond loopback behind a placeholder password (.env.example's,
+    or the Kubernetes prod Secret's REPLACE_ME).
 
     Why: `cp .env.example .env` is the quick start, so the placeholder is public; it is
     accepted only for the offline demo, recognised by what it runs on: the cluster fetches from
@@ -99,14 +101,16 @@ def refuse_example_flower_password(settings: Settings, address: str) -> None:
     auth = settings.flower_basic_auth
     if auth is None or address in ("127.0.0.1", "localhost", "::1"):
         return
-    if EXAMPLE_SECRET_MARK not in auth.get_secret_value().partition(":")[2]:
+    password = auth.get_secret_value().partition(":")[2]
+    if not any(mark in password for mark in EXAMPLE_SECRET_MARKS):
         return
     if _is_demo_simulator(settings.elexon_base_url):
         return
     raise UserError(
-        "refusing to serve Flower with the example password of .env.example: set your own "
-        "FLOWER_BASIC_AUTH=user:password in .env (the example one is accepted only by the demo "
-        f"profile, whose simulator serves {settings.elexon_base_url})"
+        "refusing to serve Flower with the example password (a placeholder of .env.example or "
+        "of the Kubernetes Secret): set your own FLOWER_BASIC_AUTH=user:password; a placeholder "
+        "is accepted only by the offline demo, whose simulator answers at BMRS_ELEXON_BASE_URL "
+        f"(now {settings.elexon_base_url}, which does not)"
     )
 
 

@@ -33,6 +33,7 @@ from sheets.balancing import (
     unit_volumes,
 )
 from sheets.queries import (
+    DASHBOARD_DATASETS,
     FREQUENCY_SPAN,
     HEALTH_DAYS,
     MID_PROVIDER,
@@ -1184,7 +1185,7 @@ def _health_tab(snapshot: Snapshot) -> Tab:
     headers = ("Dataset", "Newest row (Europe/London)", "Age", "Freshness",
                f"Complete days (last {HEALTH_DAYS})", "Periods present", "Gaps (days)",
                "Failed chunks", "Duplicates dropped", "IRIS last message", "Description")
-    datasets = [catalog.get(code) for code in snapshot.coverage]
+    datasets, never = health_rows(snapshot)
     tab = Tab(HEALTH, rows=len(catalog.DATASETS) + 4, cols=len(headers),
               col_widths=(18, 17, 11, 10, 11, 11, 9, 9, 11, 17, 56), freeze_rows=3)
     days = next(iter(snapshot.coverage.values()), [])
@@ -1227,7 +1228,33 @@ def _health_tab(snapshot: Snapshot) -> Tab:
             Cell(london(iris), "datetime_center") if iris else Cell(NO_IRIS, "muted_center"),
             Cell(dataset.description, "muted"),
         ])
+    if never:
+        tab.put(3 + len(datasets), 0, Cell(
+            f"Never loaded ({len(never)} more configured datasets: no rows, no fetch over "
+            f"these days): {', '.join(d.code for d in never)}", "muted",
+            note="\n".join(f"{d.code}: {d.description}" for d in never)))
     return tab
+
+
+def health_rows(snapshot: Snapshot) -> tuple[list[catalog.Dataset], list[catalog.Dataset]]:
+    """(datasets shown one per row, datasets summed up in one line) of the health tab.
+
+    With the whole catalog configured most datasets may never have been loaded; a row of
+    "no data" each would bury the few that matter. Datasets holding rows come first, then
+    those fetched (failed, empty) or read by the tabs; the never-loaded rest share a line.
+    """
+    shown: list[catalog.Dataset] = []
+    never: list[catalog.Dataset] = []
+    for code, records in snapshot.coverage.items():
+        known = snapshot.freshness.get(code)
+        attempted = any(c.status != "missing" for c in records)
+        if known is None or (known.newest_utc is None and not attempted
+                             and code not in DASHBOARD_DATASETS):
+            never.append(catalog.get(code))
+        else:
+            shown.append(catalog.get(code))
+    with_rows = [d for d in shown if snapshot.freshness[d.code].newest_utc is not None]
+    return with_rows + [d for d in shown if d not in with_rows], never
 
 
 def _list_days(records: list) -> str | None:  # type: ignore[type-arg]

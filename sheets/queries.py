@@ -69,6 +69,9 @@ PUBLISHED_BY: dict[str, tuple[str, dt.timedelta]] = {
     "BOD": ("timeFrom", -dt.timedelta(hours=1)),
     "REMIT": ("publishTime", dt.timedelta(0)),
 }
+# The datasets the tabs read: each keeps its own Data health row even when never loaded, as
+# its "no data" explains blanks elsewhere (PUBLISHED_BY names the rest; BMUNITS types units).
+DASHBOARD_DATASETS = (*PUBLISHED_BY, "DISBSAD", "BMUNITS")
 PUBLISH_FIELDS = ("publishTime", "createdDateTime", "publicationTime", "acceptanceTime",
                   "measurementTime", "createdTime")
 

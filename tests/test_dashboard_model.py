@@ -351,3 +351,25 @@ def test_bigquery_sink_gives_the_same_dashboard(
                                                                   cell.sparkline)
     queries = [r for r in fake_bigquery.requests if "queries" in r.path or "jobs" in r.path]
     assert queries, "the dashboard's SQL went to the BigQuery API"
+
+
+def test_health_lists_datasets_with_rows_first_and_sums_up_the_never_loaded(
+    known_warehouse: LocalWarehouse,
+) -> None:
+    """With the whole catalog configured, ~80 never-loaded datasets share one line instead of
+    a "no data" row each; the tabs' own datasets keep a row (FREQ's explains blanks)."""
+    dashboard = build(gather(known_warehouse, NOW, datasets=catalog.DATASETS))
+    health = dashboard.tab(HEALTH)
+    labels = [health.cell(r, 0).value for r in range(3, health.rows)
+              if health.cell(r, 0).value is not None]
+    rows, summary = labels[:-1], labels[-1]
+    stored = [code for code in rows if row_of(dashboard, HEALTH, code)[1].value is not None]
+    assert stored and rows[:len(stored)] == stored  # datasets holding rows come first
+    assert {"FUELINST", "DISEBSP", "MID"} <= set(stored)
+    assert "FREQ" in rows and row_of(dashboard, HEALTH, "FREQ")[3].value == "no data"
+    never = [d.code for d in catalog.DATASETS if d.code not in rows]
+    assert len(never) > 50 and len(rows) < 20
+    assert summary.startswith(f"Never loaded ({len(never)} more configured datasets")
+    assert summary.endswith(", ".join(never))
+    with pytest.raises(KeyError):
+        dashboard.find(HEALTH, never[0])

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import http.server
 import os
 import re
@@ -122,6 +123,20 @@ PHYSICAL_CODES = ("PN", "QPN", "MILS", "MELS")
 # One BM unit's rows of a calibrated dataset over a from/to window (``bmUnit`` required), in
 # the ``{metadata, data}`` envelope: elexonapi resolves "BOD" and "BOALF" to these.
 UNIT_VIEWS = {"/balancing/bid-offer": "BOD", "/balancing/acceptances": "BOALF"}
+_UNIT_VIEW_PATHS = {code: path for path, code in UNIT_VIEWS.items()}
+
+
+@functools.cache
+def view_fields(path: str) -> tuple[str, ...] | None:
+    """The only row fields the spec allows in a view's answer (its row schema forbids
+    others: MELS/MILS rows lose ``notificationTime``/``Sequence`` in ``physical/all``), or
+    None when it allows more."""
+    get = spec.load()["paths"][path]["get"]
+    envelope = spec.resolve(get["responses"]["200"]["content"]["application/json"]["schema"])
+    rows = spec.resolve(spec.resolve(envelope["properties"]["data"])["items"])
+    if rows.get("additionalProperties", True) is not False:
+        return None
+    return tuple(rows["properties"])
 
 
 _RFC_SECTIONS = {400: "6.5.1", 404: "6.5.4", 405: "6.5.5", 500: "6.6.1"}
@@ -347,6 +362,12 @@ class SimulatorApp:
             rows = duplicate_rows(rows, draw.rng)
         if draw.revise:
             rows = revise_rows(rows, generator, draw.rng)
+        view = {"physical": PHYSICAL_ALL, "unit": _UNIT_VIEW_PATHS.get(dataset.code)}.get(
+            route.kind
+        )
+        fields = view_fields(view) if view else None
+        if fields is not None:
+            rows = [{name: row[name] for name in fields if name in row} for row in rows]
         body = dumps(self._envelope(route, rows))
         if draw.truncate:
             body = truncate_body(body, draw.rng)

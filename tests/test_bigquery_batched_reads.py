@@ -113,3 +113,32 @@ def test_status_last_errors_in_one_query(
     assert len(fake_bigquery.queries) - before == 1
     assert errors == {"FREQ": {"date": (SETTLED - dt.timedelta(days=2)).isoformat(),
                                "reason": "HTTP 500 from /datasets/FREQ", "failed_days": 1}}
+
+
+def test_a_coverage_table_missing_a_newer_column_is_read_one_by_one(
+    remote: BigQueryWarehouse, fake_bigquery: FakeBigQuery, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A coverage table made before ``outside_window`` existed (and not written since)
+    cannot join the one-query union: the read falls back to a query per dataset, same answer."""
+    datasets = [catalog.get(code) for code in ("FUELINST", "FREQ", "MID")]
+    first, last = SETTLED - dt.timedelta(days=6), SETTLED
+    expected = remote.read_coverage_spans({d: (first, last) for d in datasets})
+    state = fake_bigquery.tables[(PROJECT, DATASET, "freq_coverage")]
+    fields = state.resource["schema"]["fields"]
+    state.resource["schema"]["fields"] = [f for f in fields if f["name"] != "outside_window"]
+    found = remote.read_coverage_spans({d: (first, last) for d in datasets})
+    assert found == expected and found["FREQ"]
+    assert "reading them one by one" in caplog.text
+
+
+def test_the_sweep_reads_every_datasets_coverage_in_one_query(
+    remote: BigQueryWarehouse, fake_bigquery: FakeBigQuery
+) -> None:
+    from worker.cluster.sweep import sweep
+
+    before = len(fake_bigquery.queries)
+    due = sweep(remote, list(catalog.DATASETS), SETTLED + dt.timedelta(days=1), 7)
+    assert len(fake_bigquery.queries) - before == 1
+    freq = [(c.day, c.reason) for c in due if c.dataset.code == "FREQ"]
+    assert (SETTLED - dt.timedelta(days=2), "failed: HTTP 500 from /datasets/FREQ") in freq
+    assert {c.dataset.code for c in due} > {"FREQ", "AGPT"}

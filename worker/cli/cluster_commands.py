@@ -569,10 +569,11 @@ def demo_command(
             cluster.check_children()
             _print_summary(progress)
             sink = open_sink(settings)
+            spans = {d: d.chunk_range(start, end) for d in chosen}
             gaps = [
                 c
-                for d in chosen
-                for c in sink.coverage_range(d, *d.chunk_range(start, end))
+                for records in sink.coverage_spans(spans).values()
+                for c in records
                 if c.status != "complete"
             ]
             Console().print(

@@ -266,7 +266,8 @@ def gaps_command(start: str, end: str, codes: tuple[str, ...], as_json: bool, fi
         fill_gaps(chosen, first, last)
         return
     sink = open_sink(settings)
-    entries = [cov for d in chosen for cov in sink.coverage_range(d, *d.chunk_range(first, last))]
+    spans = {d: d.chunk_range(first, last) for d in chosen}
+    entries = [cov for records in sink.coverage_spans(spans).values() for cov in records]
     if as_json:
         _emit_json([cov.to_json() for cov in entries])
         return

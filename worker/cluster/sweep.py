@@ -16,8 +16,8 @@ from worker.elexon import catalog
 from worker.elexon.catalog import Dataset
 from worker.elexon.coverage import Coverage
 from worker.elexon.pipeline import UNPUBLISHED, settles_at
-from worker.settings import Settings
 from worker.elexon.settlement import current_settlement_day, day_window_utc
+from worker.settings import Settings
 from worker.sinks.base import Sink
 
 
@@ -87,29 +87,40 @@ def due_chunks(
     include_stale: bool = True,
 ) -> list[DueChunk]:
     """Every dataset-day from start to end that needs a fetch, oldest first."""
-    due: list[DueChunk] = []
-    for dataset in datasets:
-        first, last = max(start, dataset.earliest), end
-        if dataset.snapshot:
-            first = last = dataset.chunk_day(start)
-        if first > last:
-            continue
-        for coverage in sink.coverage_range(dataset, first, last):
-            reason = refetch_reason(dataset, coverage)
-            if reason and (include_stale or not reason.startswith("stale")):
-                due.append(DueChunk(dataset, coverage.date, reason))
-    due.sort(key=lambda chunk: (chunk.day, chunk.dataset.code))
-    return due
+    spans = {d: span for d in datasets if (span := _span(d, start, end))}
+    return _due(sink, spans, include_stale)
 
 
 def sweep(
     sink: Sink, datasets: list[Dataset], today: dt.date, lookback_days: int
 ) -> list[DueChunk]:
     """What the daily sweep enqueues: each dataset's due days within its sweep window."""
+    spans = {
+        d: span for d in datasets
+        if (window := sweep_window(d, today, lookback_days)) and (span := _span(d, *window))
+    }
+    return _due(sink, spans, include_stale=True)
+
+
+def _span(dataset: Dataset, start: dt.date, end: dt.date) -> tuple[dt.date, dt.date] | None:
+    """The days of start..end the dataset has (its history's start; a snapshot's one day)."""
+    first, last = max(start, dataset.earliest), end
+    if dataset.snapshot:
+        first = last = dataset.chunk_day(start)
+    return (first, last) if first <= last else None
+
+
+def _due(
+    sink: Sink, spans: dict[Dataset, tuple[dt.date, dt.date]], include_stale: bool
+) -> list[DueChunk]:
+    """Due days of each dataset's span, the coverage of all read at once (one query on
+    BigQuery however many datasets), oldest first."""
+    known = sink.coverage_spans(spans) if spans else {}
     due: list[DueChunk] = []
-    for dataset in datasets:
-        window = sweep_window(dataset, today, lookback_days)
-        if window:
-            due += due_chunks(sink, [dataset], *window)
+    for dataset in spans:
+        for coverage in known[dataset.code]:
+            reason = refetch_reason(dataset, coverage)
+            if reason and (include_stale or not reason.startswith("stale")):
+                due.append(DueChunk(dataset, coverage.date, reason))
     due.sort(key=lambda chunk: (chunk.day, chunk.dataset.code))
     return due

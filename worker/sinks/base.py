@@ -114,20 +114,24 @@ class Sink(abc.ABC):
             for dataset, (first, last) in spans.items()
         }
 
+    def coverage_spans(
+        self, spans: Mapping[Dataset, tuple[dt.date, dt.date]]
+    ) -> dict[str, list[Coverage]]:
+        """:meth:`coverage_range` of each dataset over its own (first, last) days, by code."""
+        known = self.read_coverage_spans(spans)
+        return {
+            dataset.code: [
+                known.get(dataset.code, {}).get(day) or Coverage.missing(dataset, day)
+                for day in days_between(first, last)
+            ]
+            for dataset, (first, last) in spans.items()
+        }
+
     def coverage_range_of(
         self, datasets: Iterable[Dataset], start: dt.date, end: dt.date
     ) -> dict[str, list[Coverage]]:
         """:meth:`coverage_range` of many datasets over the same days, by code."""
-        chosen = list(datasets)
-        known = self.read_coverage_spans({dataset: (start, end) for dataset in chosen})
-        days = days_between(start, end)
-        return {
-            dataset.code: [
-                known.get(dataset.code, {}).get(day) or Coverage.missing(dataset, day)
-                for day in days
-            ]
-            for dataset in chosen
-        }
+        return self.coverage_spans({dataset: (start, end) for dataset in datasets})
 
     def vacuum(self) -> int:
         """Reclaim storage a sink keeps only for readers' sake (superseded files); how many

@@ -582,7 +582,15 @@ class BigQueryWarehouse(Sink):
             if f"{d.table}_coverage" in present and first <= last
         ]
         found: dict[str, dict[dt.date, Coverage]] = {d.code: {} for d in spans}
-        for row in self._union(branches):
+        try:
+            rows = self._union(branches)
+        except QueryError as exc:
+            # A coverage table older than a column of COVERAGE_SCHEMA (not written since the
+            # column came) cannot join the union: ask per dataset, as before, and say so.
+            log.warning("coverage of %d datasets in one query refused (%s); reading them one "
+                        "by one", len(branches), exc)
+            return super().read_coverage_spans(spans)
+        for row in rows:
             record = coverage_from_row(row)
             if record.dataset in found:
                 found[record.dataset][record.date] = record

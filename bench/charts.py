@@ -180,7 +180,7 @@ def draw_history(history: dict[str, Any]) -> Path:
     right.axhline(empty["peak_mb"], color="#999999", linestyle=":")
     left.axhline(3.0, color="#c44e52", linestyle="--", label="dashboard target")
     right.axhline(400, color="#c44e52", linestyle="--")
-    for ax, unit in ((left, "seconds (median)"), (right, "peak RSS, MB (median)")):
+    for ax, unit in ((left, "seconds (best of runs)"), (right, "peak RSS, MB (median)")):
         ax.set_xscale("log")
         ax.set_xticks(days, [str(d) for d in days])
         ax.set_xlabel("days of history (16 datasets)")

@@ -161,8 +161,8 @@ def _history(result: dict[str, Any]) -> list[str]:
         "",
         _machine(result),
         "",
-        "Median wall time and median peak RSS of each CLI command, a fresh process each run "
-        f"({result['repeats']} runs); per-unit datasets at scale {result['scale']}. Empty "
+        "Best wall time and median peak RSS of each CLI command, a fresh process each run "
+        f"({result['repeats']} runs taking turns); per-unit datasets at scale {result['scale']}. Empty "
         f"warehouse: `select 1` {empty['s']:.2f} s, {empty['peak_mb']:.0f} MB.",
         "",
         head,

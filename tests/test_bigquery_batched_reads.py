@@ -142,3 +142,19 @@ def test_the_sweep_reads_every_datasets_coverage_in_one_query(
     freq = [(c.day, c.reason) for c in due if c.dataset.code == "FREQ"]
     assert (SETTLED - dt.timedelta(days=2), "failed: HTTP 500 from /datasets/FREQ") in freq
     assert {c.dataset.code for c in due} > {"FREQ", "AGPT"}
+
+
+def test_freshness_of_the_whole_catalog_costs_what_two_datasets_cost(
+    remote: BigQueryWarehouse, fake_bigquery: FakeBigQuery
+) -> None:
+    """The beat's freshness check and ``bmrs status``: newest days, the newest days' bounds
+    and the snapshots' last fetches, one query each, whatever the number of datasets."""
+    two = [catalog.get("FUELINST"), catalog.get("BMUNITS")]
+    few, _ = _queries_during(fake_bigquery, lambda: freshness.assess(remote, two, NOW))
+    results: list[freshness.Freshness] = []
+    every, _ = _queries_during(
+        fake_bigquery, lambda: results.extend(freshness.assess(remote, list(catalog.DATASETS), NOW)))
+    assert every == few <= 3
+    fuel = next(r for r in results if r.dataset == "FUELINST")
+    assert fuel.newest_utc is not None and not fuel.stale
+    assert sum(r.newest_utc is None for r in results) > 50

@@ -57,7 +57,7 @@ cleanup() {
 trap cleanup EXIT
 
 compose() { docker compose "$@"; }
-in_worker() { compose exec -T worker "$@"; }
+in_worker() { compose exec -T worker "$@" </dev/null; }  # CI has no standard input
 in_ns() { nsenter "--net=$CTR/netns" "$@"; }
 
 # Every service of the demo profile running, and healthy (they all have a healthcheck).
@@ -215,7 +215,7 @@ done
 say "401 without / with a wrong password, 200 with it; workers: $workers"
 # Outside the demo profile (a project without the simulator) the example password is refused.
 # (`timeout`: were it to start, Flower would run until stopped.)
-out=$(COMPOSE_PROFILES='' timeout 120 docker compose -p bmrs-nodemo run --rm --no-deps flower 2>&1) || true
+out=$(COMPOSE_PROFILES='' timeout 120 docker compose -p bmrs-nodemo run --rm --no-deps -T flower </dev/null 2>&1) || true
 compose -p bmrs-nodemo down -v >/dev/null 2>&1 || true
 echo "$out" | grep -q "refusing to serve Flower with the example password" \
   || fail "Flower outside the demo profile did not refuse the example password: $(echo "$out" | tail -5)"

@@ -692,6 +692,10 @@ def test_access_log_has_one_json_line_per_request(simulator_factory: Start, tmp_
     sim = simulator_factory(access_log=log, clock=lambda: LATER)
     get(sim.url, "/datasets/MID/stream", **{"from": "2025-06-02T10:00Z", "to": "2025-06-02T11:00Z"})
     requests.post(f"{sim.url}/datasets/MID/stream", timeout=10)
+    # A request's line is written once its answer is sent, so the client can be first.
+    deadline = time.monotonic() + 10
+    while len(log.read_text().splitlines()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
     lines = [json.loads(line) for line in log.read_text().splitlines()]
     assert [(entry["method"], entry["status"]) for entry in lines] == [("GET", 200), ("POST", 405)]
     assert (

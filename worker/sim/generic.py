@@ -680,7 +680,7 @@ def build_selection(
                 start = settlement.period_start(day, period)
                 buckets = [start] if start <= now else []
             return Selection(buckets, filters=filters)
-        return Selection(_day_buckets(source, day, day, now), filters=filters)
+        return Selection(queries.day_buckets(source.earliest, day, day, now), filters=filters)
     if "settlementDateFrom" in names and (
         "settlementDateFrom" in params or "settlementDateTo" in params
     ):
@@ -834,7 +834,8 @@ def _dates_selection(
             f"The range settlementDateFrom..settlementDateTo spans {days} days; {source.code} "
             f"allows at most {max_window.days} days per request.",
         )
-    selection = Selection(_day_buckets(source, day_from, day_to, now), filters=filters)
+    buckets = queries.day_buckets(source.earliest, day_from, day_to, now)
+    selection = Selection(buckets, filters=filters)
     period_from = first(params, "settlementPeriodFrom")
     period_to = first(params, "settlementPeriodTo")
     if period_from is not None:
@@ -904,28 +905,9 @@ def _cover(
     """Add the buckets covering [lower, upper], cut at now and at the dataset's first day."""
     if selection.field and (selection.upper is None or upper > now):
         selection.upper = iso(now)
-    upper = min(upper, now)
-    selection.edge = upper
-    start = bucket_floor(max(lower, settlement.day_window_utc(source.earliest)[0]))
-    while start <= upper:
-        selection.buckets.append(start)
-        start += HALF_HOUR
+    selection.edge = min(upper, now)
+    selection.buckets.extend(queries.window_buckets(source.earliest, lower, selection.edge))
     return selection
-
-
-def _day_buckets(
-    source: Any, first_day: dt.date, last_day: dt.date, now: dt.datetime
-) -> list[dt.datetime]:
-    buckets: list[dt.datetime] = []
-    first_day = max(first_day, source.earliest)
-    if last_day < first_day:
-        return buckets
-    for day in settlement.days_between(first_day, last_day):
-        start, end = settlement.day_window_utc(day)
-        while start < end and start <= now:
-            buckets.append(start)
-            start += HALF_HOUR
-    return buckets
 
 
 class ReferenceSource(RowSource):

@@ -166,7 +166,7 @@ def window_query(dataset: catalog.Dataset, params: Params, now: dt.datetime) -> 
 def path_date_query(dataset: catalog.Dataset, text: str, now: dt.datetime) -> Query:
     """``/balancing/settlement/system-prices/{settlementDate}``: one settlement day."""
     day = parse_date("settlementDate", text)
-    return Query(_day_buckets(dataset, day, day, now), upper=iso(now))
+    return Query(day_buckets(dataset.earliest, day, day, now), upper=iso(now))
 
 
 def period_query(dataset: catalog.Dataset, params: Params, now: dt.datetime) -> Query:
@@ -198,7 +198,7 @@ def _settlement_dates_query(dataset: catalog.Dataset, params: Params, now: dt.da
             return _publish_window_query(dataset, params, now)
     if text_from is None and text_to is None:
         today = settlement.current_settlement_day(now)
-        return Query(_day_buckets(dataset, today, today, now), upper=iso(now))
+        return Query(day_buckets(dataset.earliest, today, today, now), upper=iso(now))
     for conflicting in catalog.WINDOW_PARAMS["publish_time"]:
         if conflicting in params:
             raise BadRequest(
@@ -217,7 +217,7 @@ def _settlement_dates_query(dataset: catalog.Dataset, params: Params, now: dt.da
             f"The range {name_from}..{name_to} spans {days} days; {dataset.code} allows at most "
             f"{dataset.spec_limit.days} days per request.",
         )
-    return Query(_day_buckets(dataset, day_from, day_to, now), upper=iso(now))
+    return Query(day_buckets(dataset.earliest, day_from, day_to, now), upper=iso(now))
 
 
 # Settlement-date endpoints that also take a publish window (FUELINST/FUELHH in the spec),
@@ -285,21 +285,27 @@ def _covering(
     """Add the buckets covering [lower, upper], cut at now and at the dataset's first day."""
     if query.upper is None or upper > now:
         query.upper = iso(now)
-    upper = min(upper, now)
-    query.edge = upper
-    start = bucket_floor(max(lower, settlement.day_window_utc(dataset.earliest)[0]))
-    while start <= upper:
-        query.buckets.append(start)
-        start += HALF_HOUR
+    query.edge = min(upper, now)
+    query.buckets.extend(window_buckets(dataset.earliest, lower, query.edge))
     return query
 
 
-def _day_buckets(
-    dataset: catalog.Dataset, first_day: dt.date, last_day: dt.date, now: dt.datetime
-) -> list[dt.datetime]:
-    """Every period start of the settlement days, up to now, from the dataset's first day."""
+def window_buckets(earliest: dt.date, lower: dt.datetime, upper: dt.datetime) -> list[dt.datetime]:
+    """The half-hour bucket starts covering [lower, upper], from the first day served."""
+    start = bucket_floor(max(lower, settlement.day_window_utc(earliest)[0]))
     buckets: list[dt.datetime] = []
-    first_day = max(first_day, dataset.earliest)
+    while start <= upper:
+        buckets.append(start)
+        start += HALF_HOUR
+    return buckets
+
+
+def day_buckets(
+    earliest: dt.date, first_day: dt.date, last_day: dt.date, now: dt.datetime
+) -> list[dt.datetime]:
+    """Every period start of the settlement days, up to now, from the first day served."""
+    buckets: list[dt.datetime] = []
+    first_day = max(first_day, earliest)
     if last_day < first_day:
         return buckets
     for day in settlement.days_between(first_day, last_day):

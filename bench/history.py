@@ -69,7 +69,7 @@ def template(code: str, scale: float) -> pa.Table:
     from worker.elexon.dedup import drop_duplicates
     from worker.elexon.parse import parse_rows
     from worker.elexon.settlement import PERIOD, day_window_utc
-    from worker.sim.generators import GENERATOR_CLASSES
+    from worker.sim.calibrated import GENERATOR_CLASSES
 
     dataset = catalog.get(code)
     generator = GENERATOR_CLASSES[code](seed=7, scale=scale if code in PER_UNIT else 1.0)

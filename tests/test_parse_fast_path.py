@@ -16,7 +16,8 @@ import pytest
 from worker.elexon import catalog
 from worker.elexon.parse import SchemaError, canonical_json, parse_rows
 from worker.elexon.settlement import day_window_utc
-from worker.sim.generators import GENERATOR_CLASSES, HALF_HOUR, generators
+from worker.sim.calibrated import GENERATOR_CLASSES, generators
+from worker.sim.generators import HALF_HOUR
 
 DAY = dt.date(2025, 10, 26)  # the autumn clock change: 50 periods, the odd hour twice
 

@@ -15,7 +15,7 @@ from worker.elexon import catalog
 from worker.cli import main
 from worker.elexon.client import ElexonClient, PermanentApiError
 from worker.elexon.pipeline import ingest_chunk
-from worker.sim.generators import GENERATOR_CLASSES
+from worker.sim.calibrated import GENERATOR_CLASSES
 from worker.sim.server import BASE_PATH
 from worker.sinks.local import LocalWarehouse
 

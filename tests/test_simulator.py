@@ -24,7 +24,7 @@ from worker.cli import main
 from worker.elexon import catalog, settlement
 from worker.sim import spec as sim_spec
 from worker.sim.faults import FaultSpec, FaultSpecError, parse_faults
-from worker.sim.generators import GENERATOR_CLASSES, generators
+from worker.sim.calibrated import GENERATOR_CLASSES, generators
 from worker.sim.server import BASE_PATH, RunningSimulator
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "elexon"

@@ -963,7 +963,8 @@ _UNIT_FIELDS = (
 )
 
 
-GENERATOR_CLASSES: dict[str, type[Generator]] = {
+# The core datasets; worker.sim.calibrated adds the rest and is the registry to use.
+CORE_GENERATOR_CLASSES: dict[str, type[Generator]] = {
     cls.code: cls
     for cls in (
         FuelInst,
@@ -984,34 +985,3 @@ GENERATOR_CLASSES: dict[str, type[Generator]] = {
         SystemPrices,
     )
 }
-
-# Datasets whose real samples came with the spec-driven catalog; their module builds on the
-# classes above, so it is imported once they exist.
-from worker.sim.calibrated_more import (
-    InitialDemandOutturn,
-    MeteredVolumes,
-    NationalDemandForecast,
-    TransmissionDemandOutturn,
-)
-
-GENERATOR_CLASSES.update(
-    {
-        cls.code: cls
-        for cls in (
-            InitialDemandOutturn,
-            TransmissionDemandOutturn,
-            NationalDemandForecast,
-            MeteredVolumes,
-        )
-    }
-)
-
-
-def generators(seed: int, scale: float) -> dict[str, Generator]:
-    """One generator per catalog dataset that has a calibrated one (the core datasets); the
-    rest of the catalog is answered generically from the spec, not from here."""
-    return {
-        d.code: GENERATOR_CLASSES[d.code](seed, scale)
-        for d in catalog.DATASETS
-        if d.code in GENERATOR_CLASSES
-    }

@@ -25,7 +25,8 @@ from pathlib import Path
 import orjson
 
 from worker.elexon import catalog
-from worker.sim.generators import Generator, bucket_floor, dumps, generators
+from worker.sim.calibrated import generators
+from worker.sim.generators import Generator, bucket_floor, dumps
 from worker.sim.generic import GenericDataset, catalog_source
 
 LIVE_WINDOW = dt.timedelta(hours=2)

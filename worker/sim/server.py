@@ -32,6 +32,7 @@ import orjson
 
 from worker.elexon import catalog, settlement
 from worker.sim import generic, queries, reference, spec, window_limits
+from worker.sim.calibrated import generators
 from worker.sim.faults import (
     Draw,
     FaultInjector,
@@ -41,7 +42,7 @@ from worker.sim.faults import (
     revise_rows,
     truncate_body,
 )
-from worker.sim.generators import Generator, dumps, generators
+from worker.sim.generators import Generator, dumps
 
 BASE_PATH = "/bmrs/api/v1"
 RETRY_AFTER_S = 1

@@ -329,3 +329,17 @@ def test_job_command_names_an_unknown_job(
     get_settings.cache_clear()
     result = CliRunner().invoke(main, ["job", "0123abcd"])
     assert result.exit_code == 2 and "no job '0123abcd'" in result.output
+
+
+def test_a_worker_killed_holding_the_restore_mutex_stalls_restores_briefly(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """kombu's default keeps the unacked-restore mutex of a SIGKILLed holder for 300 s, during
+    which no worker re-delivers a lost chunk; the cluster's channel holds it for 30 s at most."""
+    from worker.cluster.celery_app import create_app
+
+    monkeypatch.setenv("BMRS_BROKER_URL", redis_server.url)
+    app = create_app(Settings())
+    with app.connection_for_write() as connection:
+        channel = connection.default_channel
+        assert channel.unacked_mutex_expire <= 30 < channel.visibility_timeout

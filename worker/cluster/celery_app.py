@@ -111,6 +111,9 @@ def create_app(settings: Settings) -> Celery:
             "visibility_timeout": settings.visibility_timeout_s,
             "unacked_restore_interval": settings.restore_interval_s,
             "unacked_restore_throttle": 1,  # look every interval, not every tenth
+            # A worker killed while it holds the restore mutex (held for milliseconds, every
+            # interval) would otherwise stall every restore for kombu's default 300 s.
+            "unacked_mutex_expire": 30,
             "socket_connect_timeout": 5,
             "health_check_interval": 10,
         },

@@ -7,14 +7,13 @@ import datetime as dt
 import http.server
 import json
 import math
-import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
+from tests.support.local_http import access_lines, serving
 from worker.cli import main
 from worker.elexon import catalog
 from worker.elexon.client import ElexonClient
@@ -26,16 +25,6 @@ UNTIL = dt.date(2025, 11, 5)
 
 def client(url: str) -> ElexonClient:
     return ElexonClient(url, retries=3, backoff_base_s=0.01, backoff_max_s=0.1, timeout_s=20)
-
-
-def logged(path: Path, at_least: int) -> list[dict[str, object]]:
-    """The access log's lines, once it has ``at_least`` (it is written after each answer)."""
-    deadline = time.monotonic() + 5
-    while True:
-        lines = [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
-        if len(lines) >= at_least or time.monotonic() > deadline:
-            return lines
-        time.sleep(0.02)
 
 
 def most_probes(first: dt.date = SEARCH_FROM, last: dt.date = UNTIL) -> int:
@@ -68,7 +57,7 @@ def test_the_search_finds_where_the_simulator_starts_each_dataset(
     dataset = catalog.get(code)
     found = first_day_with_data(client(running.url + BASE_PATH), dataset, until=UNTIL)
     assert found.first_day_with_data == dataset.earliest
-    assert found.requests == len(logged(log, found.requests)) <= most_probes()
+    assert found.requests == len(access_lines(log, found.requests)) <= most_probes()
 
 
 def test_a_catalog_start_that_disagrees_with_the_api_is_reported_with_the_days_between(
@@ -102,7 +91,7 @@ def test_a_probe_of_a_big_dataset_asks_for_one_period_when_it_has_data(
     log = tmp_path / "access.jsonl"
     running = simulator_factory(access_log=log)
     assert has_data(client(running.url + BASE_PATH), catalog.get("BOD"), UNTIL)
-    [line] = logged(log, 1)
+    [line] = access_lines(log, 1)
     assert "from=2025-11-05T12%3A00%3A00Z&to=2025-11-05T12%3A29%3A59Z" in line["query"]
 
 
@@ -134,14 +123,8 @@ class _StackFromDay(http.server.ThreadingHTTPServer):
 
 def test_a_per_period_endpoint_is_probed_at_two_periods_a_side_not_fifty() -> None:
     server = _StackFromDay()
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}"
+    with serving(server) as url:
         found = first_day_with_data(client(url), catalog.get("ISPSTACK"), until=UNTIL)
-    finally:
-        server.shutdown()
-        server.server_close()
     assert found.first_day_with_data == _StackFromDay.FIRST
     # Two sides x two periods on a day without data, fewer where the first answers.
     assert found.requests == len(server.paths) <= 4 * (2 + math.ceil(math.log2(9000)))

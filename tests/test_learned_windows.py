@@ -7,7 +7,6 @@ import http.server
 import json
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,6 +15,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from click.testing import CliRunner
 
+from tests.support.local_http import access_lines, serving
 from tests.support.redis import RedisServer
 from worker.cli import main
 from worker.elexon import catalog
@@ -45,16 +45,6 @@ def fast_client(url: str, windows: object | None = None, **options: object) -> E
         "retries": 4, "backoff_base_s": 0.01, "backoff_max_s": 0.1, "timeout_s": 10, **options
     }
     return ElexonClient(url, windows=windows, **options)  # type: ignore[arg-type]
-
-
-def access_lines(path: Path, at_least: int = 1) -> list[dict[str, object]]:
-    """The access log's lines, once it has ``at_least`` (it is written after each answer)."""
-    deadline = time.monotonic() + 5
-    while True:
-        lines = [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
-        if len(lines) >= at_least or time.monotonic() > deadline:
-            return lines
-        time.sleep(0.02)
 
 
 def window_of(line: dict[str, object]) -> dt.timedelta:
@@ -242,13 +232,8 @@ class _SlowWideWindows(http.server.ThreadingHTTPServer):
 @pytest.fixture
 def slow_wide_windows() -> Iterator[_SlowWideWindows]:
     server = _SlowWideWindows()
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-    )
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
+    with serving(server):
+        yield server
 
 
 def test_a_window_that_keeps_timing_out_is_split_and_learned(

@@ -12,13 +12,13 @@ import copy
 import datetime as dt
 import http.server
 import json
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.support.local_http import serving
 from worker.elexon import catalog
 from worker.elexon.client import ElexonClient
 from worker.elexon.pipeline import ingest_chunk
@@ -64,12 +64,8 @@ def _handler(elexon: Elexon) -> type[http.server.BaseHTTPRequestHandler]:
 def elexon() -> Iterator[tuple[Elexon, ElexonClient]]:
     state = Elexon()
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    client = ElexonClient(f"http://127.0.0.1:{server.server_port}", retries=0, timeout_s=10)
-    yield state, client
-    server.shutdown()
-    server.server_close()
+    with serving(server) as url:
+        yield state, ElexonClient(url, retries=0, timeout_s=10)
 
 
 def _bmunits_with(units: list[str]) -> list[dict[str, Any]]:

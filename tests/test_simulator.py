@@ -20,11 +20,12 @@ from click.testing import CliRunner
 from openapi_schema_validator import OAS30Validator, oas30_format_checker
 
 from tests.support.env import free_port
+from tests.support.local_http import access_lines
 from worker.cli import main
 from worker.elexon import catalog, settlement
 from worker.sim import spec as sim_spec
-from worker.sim.faults import FaultSpec, FaultSpecError, parse_faults
 from worker.sim.calibrated import GENERATOR_CLASSES, generators
+from worker.sim.faults import FaultSpec, FaultSpecError, parse_faults
 from worker.sim.server import BASE_PATH, RunningSimulator
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "elexon"
@@ -692,11 +693,7 @@ def test_access_log_has_one_json_line_per_request(simulator_factory: Start, tmp_
     sim = simulator_factory(access_log=log, clock=lambda: LATER)
     get(sim.url, "/datasets/MID/stream", **{"from": "2025-06-02T10:00Z", "to": "2025-06-02T11:00Z"})
     requests.post(f"{sim.url}/datasets/MID/stream", timeout=10)
-    # A request's line is written once its answer is sent, so the client can be first.
-    deadline = time.monotonic() + 10
-    while len(log.read_text().splitlines()) < 2 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    lines = access_lines(log, 2)
     assert [(entry["method"], entry["status"]) for entry in lines] == [("GET", 200), ("POST", 405)]
     assert (
         lines[0]["path"] == f"{BASE_PATH}/datasets/MID/stream"

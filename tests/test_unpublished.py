@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import http.server
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import orjson
 import pytest
 
+from tests.support.local_http import serving
 from worker.cluster.sweep import due_chunks, refetch_reason
 from worker.elexon import catalog
 from worker.elexon.client import ElexonClient, PermanentApiError
@@ -56,14 +56,8 @@ class _NotFound(http.server.ThreadingHTTPServer):
 
 @pytest.fixture
 def not_found() -> Iterator[str]:
-    server = _NotFound()
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-    )
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serving(_NotFound()) as url:
+        yield url
 
 
 def test_a_recent_day_answered_404_is_empty_not_yet_published_and_swept_again(

@@ -206,23 +206,16 @@ def worker_env(bmrs_env: pytest.MonkeyPatch, broker: RedisServer, base_url: str,
     return {**{k: v for k, v in env.items() if k != "HOSTNAME"}, **python_on_path()}
 
 
-def test_worker_healthcheck_pings_its_own_node_and_sigterm_never_strands_a_running_chunk(
+def test_worker_healthcheck_pings_its_own_node_and_a_stop_lets_the_running_chunk_finish(
     bmrs_env: pytest.MonkeyPatch, broker: RedisServer, slow_simulator: str, data_dir: Path, tmp_path: Path
 ) -> None:
-    from celery import Celery
-
-    from worker.elexon import catalog
-    from worker.sinks.local import LocalWarehouse
-
     service = load_compose()["services"]["worker"]
     env = worker_env(bmrs_env, broker, slow_simulator, service)
-    assert env["REMAP_SIGTERM"] == "SIGQUIT"
     compose_check = service["healthcheck"]["test"]
     k8s_worker = pod_spec(by_kind(render("overlays/prod"), "Deployment")["worker-backfill"])["containers"][0]
     k8s_check = ["CMD", *k8s_worker["livenessProbe"]["exec"]["command"]]
     assert k8s_worker["args"] == service["command"]
     log_path = tmp_path / "worker.log"
-    env.pop("HOSTNAME", None)
 
     with role_process(service["command"], log_path, env) as worker:
         wait_until(lambda: " ready." in log_path.read_text(), 60, "the worker to be ready")
@@ -231,30 +224,64 @@ def test_worker_healthcheck_pings_its_own_node_and_sigterm_never_strands_a_runni
         # A ping of another node must fail, or the check proves nothing (shorter wait for that).
         other = run_healthcheck([*compose_check, "--node", "celery@not-this-worker", "--timeout", "2"], env)
         assert other.returncode == 1 and "did not answer" in other.stderr, other.stderr
+        stopped_in = _stop_while_fetching(worker, broker)
 
-        Celery(broker=broker.url).send_task(
-            "worker.cluster.tasks.ingest_chunk", kwargs={"dataset": "FUELINST", "day": "2025-01-01"},
-            queue="backfill", routing_key="backfill",
-        )
-        client = broker.client()
-        wait_until(lambda: client.hlen("unacked") == 1 and client.llen("backfill") == 0, 30,
-                   "the chunk to be in flight, unacknowledged")
-        # What `docker stop` and the kubelet do: SIGTERM to the container's main process,
-        # while the chunk is still fetching (the simulator takes 3 s per request).
-        started = dt.datetime.now()
-        os.kill(worker.pid, signal.SIGTERM)
-        worker.wait(60)
-        stopped_in = (dt.datetime.now() - started).total_seconds()
+    # The default bound (60 s) is far longer than the chunk (one 3 s request): the worker
+    # exits as soon as the chunk is loaded and acknowledged, not after the whole bound.
+    log = log_path.read_text()
+    assert stopped_in < 30, f"the worker took {stopped_in:.0f}s to stop: {log[-3000:]}"
+    assert "get 60s to finish" in log, log[-3000:]
+    assert _outcome(broker, data_dir) == "loaded", log[-3000:]
+
+
+def test_a_stopped_worker_requeues_a_chunk_still_running_after_the_bound(
+    bmrs_env: pytest.MonkeyPatch, broker: RedisServer, slow_simulator: str, data_dir: Path, tmp_path: Path
+) -> None:
+    service = load_compose()["services"]["worker"]
+    env = {**worker_env(bmrs_env, broker, slow_simulator, service), "BMRS_WORKER_SOFT_SHUTDOWN_S": "0.5"}
+    log_path = tmp_path / "worker.log"
+    with role_process(service["command"], log_path, env) as worker:
+        wait_until(lambda: " ready." in log_path.read_text(), 60, "the worker to be ready")
+        stopped_in = _stop_while_fetching(worker, broker)
 
     log = log_path.read_text()
-    assert "Cold shutdown" in log, log[-3000:]
-    assert stopped_in < 30, f"the worker took {stopped_in:.0f}s to stop"
-    # Nothing is left unacknowledged to wait out the visibility timeout: the chunk is either
-    # back in its queue for another worker, or (when it finished first) loaded.
+    assert "requeueing them" in log, log[-3000:]
+    assert stopped_in < 30, f"the worker took {stopped_in:.0f}s to stop: {log[-3000:]}"
+    assert _outcome(broker, data_dir) == "requeued", log[-3000:]
+
+
+def _stop_while_fetching(worker: subprocess.Popen[bytes], broker: RedisServer) -> float:
+    """Send one FUELINST chunk, then SIGTERM the worker (what `docker stop` and the kubelet
+    do) once the chunk holds its fetch lock, i.e. is running; seconds until the worker exited."""
+    from celery import Celery
+
+    from worker.cluster.fetch_lock import lock_key
+
+    Celery(broker=broker.url).send_task(
+        "worker.cluster.tasks.ingest_chunk", kwargs={"dataset": "FUELINST", "day": "2025-01-01"},
+        queue="backfill", routing_key="backfill",
+    )
+    client = broker.client()
+    wait_until(lambda: client.exists(lock_key("FUELINST", dt.date(2025, 1, 1))), 30, "the chunk to be fetching")
+    started = time.monotonic()
+    os.kill(worker.pid, signal.SIGTERM)
+    worker.wait(60)
+    return time.monotonic() - started
+
+
+def _outcome(broker: RedisServer, data_dir: Path) -> str:
+    """Where the chunk ended: exactly one of loaded and requeued, and never left unacknowledged
+    to wait out the visibility timeout."""
+    from worker.elexon import catalog
+    from worker.sinks.local import LocalWarehouse
+
+    client = broker.client()
     assert client.hlen("unacked") == 0
     coverage = LocalWarehouse(data_dir).read_coverage(catalog.get("FUELINST"), [dt.date(2025, 1, 1)])
     loaded = bool(coverage) and next(iter(coverage.values())).status == "complete"
-    assert (client.llen("backfill") == 1) != loaded, (client.llen("backfill"), coverage, log[-3000:])
+    requeued = client.llen("backfill") == 1
+    assert loaded != requeued, (loaded, requeued)
+    return "loaded" if loaded else "requeued"
 
 
 # -- Flower and the simulator ---------------------------------------------------------------------

@@ -42,7 +42,6 @@ IMAGE = "bmrs-cluster"
 # Variables the containers carry that are not settings, each read by something other than our
 # code. Anything else in a bmrs container's environment must be a field of Settings.
 THIRD_PARTY_ENV = {
-    "REMAP_SIGTERM": "billiard/Celery: SIGQUIT makes SIGTERM Celery's soft shutdown",
     "REDIS_PASSWORD": "only composes BMRS_BROKER_URL (compose interpolation, Kubernetes $(VAR))",
 }
 
@@ -113,14 +112,15 @@ def _type_args(annotation: Any) -> set[Any]:
     return {annotation, *args}
 
 
-def task_time_limits_s(env: dict[str, str]) -> dict[str, float]:
-    """The soft and hard task time limits a container gets: its environment, else the defaults.
+def stop_limits_s(env: dict[str, str]) -> dict[str, float]:
+    """What a worker's stop grace period must outlast: the task time limits and the bound on a
+    stop (BMRS_WORKER_SOFT_SHUTDOWN_S) a container gets, from its environment, else the defaults.
 
     A name without a value (compose passes it on from .env only when set there) counts as the
     default.
     """
     limits = {}
-    for field in ("task_soft_time_limit_s", "task_time_limit_s"):
+    for field in ("task_soft_time_limit_s", "task_time_limit_s", "worker_soft_shutdown_s"):
         env_name = primary_env_name(field)
         value = env.get(env_name)
         limits[env_name] = float(Settings.model_fields[field].default if value is None else value)

@@ -34,6 +34,7 @@ from celery import Celery, Task, bootsteps, signals
 from kombu import Exchange, Queue
 
 from worker import logs
+from worker.cluster import shutdown
 from worker.cluster.broker import broker_url
 from worker.settings import Settings, get_settings
 
@@ -129,9 +130,9 @@ def create_app(settings: Settings) -> Celery:
         task_soft_time_limit=settings.task_soft_time_limit_s,
         task_time_limit=settings.task_time_limit_s,
         worker_max_tasks_per_child=settings.max_tasks_per_child,
-        # Soft shutdown: on a stop, running chunks get this long to finish; what is still
-        # running then is requeued (acks_late), never lost.
-        worker_soft_shutdown_timeout=settings.worker_soft_shutdown_s,
+        # No sleep in Celery's cold stop: SIGTERM is a warm stop bounded by
+        # BMRS_WORKER_SOFT_SHUTDOWN_S (worker.cluster.shutdown), then a cold one requeues.
+        worker_soft_shutdown_timeout=0,
         worker_concurrency=settings.worker_concurrency,
         # Each queue its own direct exchange and key, so a message lands in exactly one.
         task_queues=[
@@ -191,6 +192,11 @@ def configure_logging(settings: Settings) -> None:
 def _setup_logging(**_: Any) -> None:
     # Connected, so Celery leaves logging to us instead of installing its own handlers.
     configure_logging(get_settings())
+
+
+@signals.worker_shutting_down.connect
+def _bound_warm_shutdown(how: str = "", **_: Any) -> None:
+    shutdown.bound_warm_shutdown(get_settings().worker_soft_shutdown_s, how)
 
 
 class ClusterTask(Task):

@@ -38,7 +38,8 @@ from worker.settings import Settings
 
 DEFAULT_REDIS_PORT = 6379
 DEFAULT_FLOWER_PORT = 5555
-WORKER_STOP_S = 30.0
+# A worker's stop: its bound (BMRS_WORKER_SOFT_SHUTDOWN_S, then it requeues) plus this margin.
+WORKER_STOP_MARGIN_S = 15.0
 OTHER_STOP_S = 10.0
 READY_TIMEOUT_S = 90.0
 MAX_RESTARTS = 5  # per child, within RESTART_WINDOW_S
@@ -240,7 +241,7 @@ class LocalCluster:
             self._add(
                 f"worker{i}",
                 [*bmrs, "worker", "--hostname", f"worker{i}@%h"],
-                stop_timeout_s=WORKER_STOP_S,
+                stop_timeout_s=self.settings.worker_soft_shutdown_s + WORKER_STOP_MARGIN_S,
             )
         self._add("beat", [*bmrs, "beat"])
         self._add(

@@ -38,8 +38,8 @@ from typing import Any
 
 from celery.schedules import crontab
 
-from worker.settings import Settings
 from worker.cluster.sweep import configured_datasets
+from worker.settings import Settings
 
 DASHBOARD_TASK = "sheets.tasks.refresh_dashboard"
 IRIS_PRUNE_TASK = "iris_listener.tasks.prune_iris_stream"

@@ -30,8 +30,8 @@ import redis
 
 from bench.report import print_machine, save
 from iris_listener.messages import decode_rows
-from worker.elexon import catalog
 from worker.cluster.local_cluster import free_port
+from worker.elexon import catalog
 from worker.elexon.parse import parse_rows
 from worker.sim.iris import IrisFeed, run_feed
 from worker.sinks.local import LocalWarehouse
@@ -142,7 +142,7 @@ def main() -> None:
 
         # Backlog: write every message into a staging folder, then move it in at once.
         staging = root / "staging"
-        start = dt.datetime(2025, 10, 27, tzinfo=dt.timezone.utc)
+        start = dt.datetime(2025, 10, 27, tzinfo=dt.UTC)
         feed = IrisFeed(staging, seed=7, start=start, dup=0.05, poison=0.01)
         for _ in range(args.messages):
             feed.next_message()

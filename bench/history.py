@@ -31,8 +31,8 @@ within 1.2x of the empty warehouse; the dashboard under 3 s and 400 MB at every 
 from __future__ import annotations
 
 import argparse
-import json
 import datetime as dt
+import json
 import os
 import shutil
 import statistics

@@ -43,12 +43,12 @@ import psutil
 
 from bench import report
 from bench.simulator import simulator_process
-from worker.elexon import catalog
 from worker.cluster.broker import redis_client
 from worker.cluster.celery_app import create_app
 from worker.cluster.dispatch import submit_backfill
 from worker.cluster.jobs import JobStore
 from worker.cluster.local_cluster import Child, bmrs_argv, free_port
+from worker.elexon import catalog
 from worker.settings import Settings
 
 DATASETS = ("FUELINST", "FREQ", "MID", "BOALF")

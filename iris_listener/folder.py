@@ -89,7 +89,7 @@ class FolderSource:
                 message_id=path.name,
                 subject=path.parent.name,
                 body=body,
-                enqueued_utc=dt.datetime.fromtimestamp(mtime, dt.timezone.utc),
+                enqueued_utc=dt.datetime.fromtimestamp(mtime, dt.UTC),
             )
             self._in_flight.add(path)
             deliveries.append(Delivery(message=message, handle=path))
@@ -97,7 +97,7 @@ class FolderSource:
 
     def complete(self, delivery: Delivery) -> None:
         path: Path = delivery.handle
-        today = dt.datetime.now(dt.timezone.utc).date().isoformat()
+        today = dt.datetime.now(dt.UTC).date().isoformat()
         target = self.root / DONE_DIR / today / path.parent.name / path.name
         self._move(path, target)
         self._prune_done()
@@ -114,7 +114,7 @@ class FolderSource:
             "dataset": delivery.message.subject,
             "reason": reason,
             "description": description,
-            "dead_lettered_utc": dt.datetime.now(dt.timezone.utc).isoformat(),
+            "dead_lettered_utc": dt.datetime.now(dt.UTC).isoformat(),
         }
         target.with_name(target.name + REASON_SUFFIX).write_bytes(
             orjson.dumps(note, option=orjson.OPT_INDENT_2)

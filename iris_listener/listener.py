@@ -87,7 +87,7 @@ class Listener:
         self.ready = ready  # probe of the hand-off target, asked before receiving again
         self.totals: Counter[str] = Counter()
         self._batches: dict[str, _Batch] = {}
-        self._started = dt.datetime.now(dt.timezone.utc)
+        self._started = dt.datetime.now(dt.UTC)
         self._last_log = time.monotonic()
         self._logged_totals: Counter[str] = Counter()
         self._receive_failures = 0
@@ -263,7 +263,7 @@ class Listener:
         if self.status_client is None:
             return
         try:
-            status.record_received(self.status_client, received, dt.datetime.now(dt.timezone.utc))
+            status.record_received(self.status_client, received, dt.datetime.now(dt.UTC))
             status.heartbeat(self.status_client, self.source.name, dict(self.totals), self._started)
         except redis.RedisError as exc:  # status is advisory; the hand-off reports real trouble
             log.debug("IRIS status not recorded: %s", exc)

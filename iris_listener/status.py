@@ -31,7 +31,7 @@ def record_received(client: redis.Redis, received: Counter[str], now: dt.datetim
     if not received:
         return
     pipe = client.pipeline(transaction=False)
-    stamp = now.astimezone(dt.timezone.utc).isoformat()
+    stamp = now.astimezone(dt.UTC).isoformat()
     for code, count in received.items():
         pipe.hset(LAST_KEY, code, stamp)
         key = f"{COUNT_PREFIX}{code}:{_minute(now)}"
@@ -47,7 +47,7 @@ def heartbeat(
     fields: dict[str, Any] = {
         "source": source,
         "started_utc": started.isoformat(),
-        "seen_utc": dt.datetime.now(dt.timezone.utc).isoformat(),
+        "seen_utc": dt.datetime.now(dt.UTC).isoformat(),
         **{name: str(value) for name, value in totals.items()},
     }
     pipe = client.pipeline(transaction=False)
@@ -58,7 +58,7 @@ def heartbeat(
 
 def iris_status(client: redis.Redis, now: dt.datetime | None = None) -> dict[str, Any]:
     """The JSON shape ``bmrs status`` shows: the listener, and per dataset last time and rate."""
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     last = {k.decode(): v.decode() for k, v in client.hgetall(LAST_KEY).items()}
     minutes = [_minute(now) - i for i in range(RATE_WINDOW_MIN)]
     datasets: dict[str, Any] = {}
@@ -77,7 +77,7 @@ def iris_status(client: redis.Redis, now: dt.datetime | None = None) -> dict[str
 
 def silence_alert(client: redis.Redis, now: dt.datetime | None = None) -> str | None:
     """An alert line when a live listener has heard nothing for 15 minutes, else None."""
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     listener = client.hgetall(LISTENER_KEY)
     if not listener:
         return None  # no listener running: IRIS is not in use here, or `bmrs status` says so

@@ -18,11 +18,11 @@ import filelock
 import redis
 
 from iris_listener.stream import store_batch
-from worker.elexon import catalog
 from worker.cluster.celery_app import app
+from worker.cluster.tasks import resources
+from worker.elexon import catalog
 from worker.settings import get_settings
 from worker.sinks.quota import LoadBudgetExhausted
-from worker.cluster.tasks import resources
 
 log = logging.getLogger(__name__)
 

@@ -46,7 +46,7 @@ def fuelinst_rows(
     day: dt.date, *, publish_minute: int = 5, fuels: tuple[str, ...] = ("CCGT", "WIND"),
     count: int = 12, source: str = "api",
 ) -> pa.Table:
-    start = dt.datetime.combine(day, dt.time(), dt.timezone.utc)
+    start = dt.datetime.combine(day, dt.time(), dt.UTC)
     rows = [
         {
             "publishTime": (start + dt.timedelta(minutes=5 * i + publish_minute)).isoformat(),
@@ -305,7 +305,7 @@ def test_big_chunk_arrives_as_a_resumable_upload(fake_bigquery: FakeBigQuery) ->
     """Over 5 MB the client switches to a resumable POST + PUT; the partition is the same."""
     sink = make_sink(fake_bigquery)
     freq = catalog.get("FREQ")
-    start = dt.datetime(2025, 1, 14, tzinfo=dt.timezone.utc)
+    start = dt.datetime(2025, 1, 14, tzinfo=dt.UTC)
     n = 86_400  # one sample a second: random hashes keep the file over 5 MB
     chunk = pa.table(
         {
@@ -334,7 +334,7 @@ def test_coverage_is_recorded_in_bigquery_and_read_back(fake_bigquery: FakeBigQu
     record = Coverage(
         dataset="FUELINST", date=DAY, status="partial", rows=24, duplicates_dropped=3,
         periods_present=2, periods_expected=48, digest="ab" * 32,
-        fetched_utc=dt.datetime(2025, 1, 15, 1, 2, 3, 456789, tzinfo=dt.timezone.utc),
+        fetched_utc=dt.datetime(2025, 1, 15, 1, 2, 3, 456789, tzinfo=dt.UTC),
         reason="46 of 48 periods absent: 3-48", requests=1, outside_window=0,
     )
     sink.write_coverage(record)

@@ -10,8 +10,8 @@ import orjson
 from click.testing import CliRunner
 
 from tests.support.cluster import ChunkCluster
-from worker.elexon import catalog
 from worker.cli import main
+from worker.elexon import catalog
 from worker.elexon.settlement import current_settlement_day, days_between
 
 CODES = "FUELINST,FREQ,MID,BOALF"

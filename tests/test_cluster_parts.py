@@ -17,17 +17,17 @@ import pytest
 from click.testing import CliRunner
 
 from tests.support.redis import RedisServer
-from worker.elexon import catalog
+from worker.cli import main
 from worker.cluster import freshness
 from worker.cluster.celery_app import ContextFilter, TimingError, check_timing, log_context
-from worker.cli import main
-from worker.elexon.coverage import Coverage
 from worker.cluster.fetch_lock import ChunkBusyError, fetch_lock
 from worker.cluster.jobs import JobStore, UnknownJobError
+from worker.cluster.sweep import refetch_reason, settles_at, sweep, sweep_window
+from worker.elexon import catalog
+from worker.elexon.coverage import Coverage
+from worker.elexon.settlement import day_window_utc
 from worker.logs import JsonFormatter
 from worker.settings import Settings
-from worker.elexon.settlement import day_window_utc
-from worker.cluster.sweep import refetch_reason, settles_at, sweep, sweep_window
 
 UTC = dt.UTC
 DAY = dt.date(2025, 10, 20)

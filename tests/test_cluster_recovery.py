@@ -8,10 +8,10 @@ from pathlib import Path
 import orjson
 
 from tests.support.redis import RedisServer
+from worker.cluster.broker import UNACKED_KEY
 from worker.cluster.celery_app import create_app
 from worker.cluster.dispatch import publish_chunks
 from worker.cluster.jobs import JobStore
-from worker.cluster.broker import UNACKED_KEY
 from worker.cluster.recovery import chunks_in_flight, requeue_lost_chunks
 from worker.settings import Settings
 

@@ -123,7 +123,7 @@ def test_redis_command_sets_password_aof_and_noeviction_without_the_password_in_
         assert b"redis-server" in cmdline, "sh must exec redis-server (it gets SIGTERM itself)"
         # Started as root (as the container's sh is), it runs as the redis user.
         if os.getuid() == 0:
-            uid = int(re.search(r"^Uid:\s+(\d+)", Path(f"/proc/{process.pid}/status").read_text(), re.M).group(1))
+            uid = int(re.search(r"^Uid:\s+(\d+)", Path(f"/proc/{process.pid}/status").read_text(), re.MULTILINE).group(1))
             assert uid == pwd.getpwnam("redis").pw_uid if where == "compose" else uid == 0, uid
         client.set("survives", "restart")
         process.terminate()  # what `docker stop` does: Redis flushes the AOF and exits

@@ -105,7 +105,7 @@ class _StackFromDay(http.server.ThreadingHTTPServer):
         self.paths: list[str] = []
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(handler) -> None:  # noqa: N802
+            def do_GET(handler) -> None:
                 self.paths.append(handler.path)
                 day = dt.date.fromisoformat(handler.path.split("/")[-2])
                 rows = [{"settlementDate": day.isoformat()}] if day >= self.FIRST else []

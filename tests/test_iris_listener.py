@@ -26,7 +26,7 @@ from worker.elexon.parse import parse_rows
 from worker.sim.iris import IrisFeed, SentMessage, run_feed
 from worker.sinks.local import LocalWarehouse
 
-START = dt.datetime(2025, 10, 27, 10, tzinfo=dt.timezone.utc)
+START = dt.datetime(2025, 10, 27, 10, tzinfo=dt.UTC)
 GOOD = ("message", "redelivery", "duplicate")
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import orjson
 import pyarrow as pa
-import pyarrow.compute  # noqa: F401 (pa.compute)
+import pyarrow.compute  # makes pa.compute available
 import pytest
 
 from iris_listener.bodies import MissingBodyError, body_key, put_bodies
@@ -126,7 +126,7 @@ def test_a_missing_body_fails_loudly_saying_what_to_do(
 
 
 def test_sim_iris_writes_the_official_layout_deterministically(tmp_path: Path) -> None:
-    start = dt.datetime(2025, 10, 27, 10, tzinfo=dt.timezone.utc)
+    start = dt.datetime(2025, 10, 27, 10, tzinfo=dt.UTC)
     feeds = [
         IrisFeed(tmp_path / name, seed=5, start=start, poison=0.2, dup=0.3) for name in ("a", "b")
     ]

@@ -258,7 +258,7 @@ def test_status_shows_last_message_time_rate_and_alerts_after_15_minutes_of_sile
     )
     run_listener(listener, lambda: broker.counts()["completed"] == 2)
     client = redis_server.client()
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     status = iris_status(client, now)
     assert status["datasets"]["FREQ"]["messages_per_min"] == pytest.approx(2 / 15, abs=0.01)
     assert status["listener"]["handed_off"] == "2"

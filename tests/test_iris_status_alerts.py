@@ -11,10 +11,10 @@ from click.testing import CliRunner
 
 from iris_listener.status import heartbeat, record_received, silence_alert
 from tests.support.redis import RedisServer
-from worker.cluster import freshness
 from worker.cli import main
+from worker.cluster import freshness
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 def test_silence_is_alerted_once_and_recovery_once(redis_server: RedisServer) -> None:

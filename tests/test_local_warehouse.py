@@ -20,7 +20,7 @@ FREQ = catalog.get("FREQ")
 
 
 def price_rows(periods: range, created: str = "2025-10-27T00:00:00Z", price: float = 50.0) -> list[dict]:
-    start = dt.datetime(2025, 10, 25, 23, tzinfo=dt.timezone.utc)
+    start = dt.datetime(2025, 10, 25, 23, tzinfo=dt.UTC)
     return [
         {
             "settlementDate": DAY.isoformat(),
@@ -98,7 +98,7 @@ def test_lake_of_another_format_version_is_refused(data_dir: Path) -> None:
 def _writer(data_dir: str, seed: int, rounds: int) -> None:
     """One of many processes loading overlapping slices of the same FREQ days."""
     warehouse = LocalWarehouse(Path(data_dir))
-    start = dt.datetime(2025, 10, 25, 23, tzinfo=dt.timezone.utc)
+    start = dt.datetime(2025, 10, 25, 23, tzinfo=dt.UTC)
     for round_ in range(rounds):
         offset = (seed * 37 + round_ * 11) % 400
         rows = [

@@ -72,7 +72,7 @@ def test_real_system_prices_parse_to_typed_columns() -> None:
     table = parsed.table
     assert table.num_rows == 50 and parsed.schema_drift == ()
     assert table.schema.equals(catalog.get("DISEBSP").storage_schema)
-    assert table.column("startTime")[0].as_py() == dt.datetime(2025, 10, 25, 23, tzinfo=dt.timezone.utc)
+    assert table.column("startTime")[0].as_py() == dt.datetime(2025, 10, 25, 23, tzinfo=dt.UTC)
     assert table.column("_day").to_pylist() == [dt.date(2025, 10, 26)] * 50
     assert len(set(table.column("_hash_key").to_pylist())) == 50
     assert table.column("totalSystemTaggedAdjustmentSellVolume")[0].as_py() is None

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from worker.elexon import catalog
 from worker.cli import main
+from worker.elexon import catalog
 from worker.elexon.client import ElexonClient, PermanentApiError
 from worker.elexon.pipeline import ingest_chunk
 from worker.sim.calibrated import GENERATOR_CLASSES
@@ -67,8 +67,8 @@ def test_freq_clock_change_day_spans_25_hours(simulator: str, data_dir: Path) ->
     span = warehouse.query(
         'SELECT min("measurementTime") AS lo, max("measurementTime") AS hi, count(*) AS n FROM freq'
     ).to_pylist()[0]
-    assert span["lo"] == dt.datetime(2025, 10, 25, 23, tzinfo=dt.timezone.utc)
-    assert span["hi"] == dt.datetime(2025, 10, 26, 23, 59, 45, tzinfo=dt.timezone.utc)
+    assert span["lo"] == dt.datetime(2025, 10, 25, 23, tzinfo=dt.UTC)
+    assert span["hi"] == dt.datetime(2025, 10, 26, 23, 59, 45, tzinfo=dt.UTC)
     assert span["n"] == 25 * 240
 
 
@@ -147,7 +147,7 @@ def test_unknown_parameter_names_are_caught_by_the_window_check(simulator: str) 
     dataset = catalog.get("FREQ")
     from worker.elexon.client import RequestWindow
 
-    start = dt.datetime(2025, 11, 5, tzinfo=dt.timezone.utc)
+    start = dt.datetime(2025, 11, 5, tzinfo=dt.UTC)
     window = RequestWindow(
         dataset.endpoint, {"measurementFrom": "2025-11-05T00:00:00Z"}, start, start + dt.timedelta(hours=1)
     )

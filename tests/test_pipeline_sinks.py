@@ -104,7 +104,7 @@ def test_both_sinks_hold_the_same_days_and_answer_the_dashboard_alike(
     local = LocalWarehouse(data_dir)
     remote = bigquery_sink(fake_bigquery)
     assert backfill(local, simulator) == backfill(remote, simulator)
-    now = dt.datetime(2025, 10, 27, 12, 10, tzinfo=dt.timezone.utc)
+    now = dt.datetime(2025, 10, 27, 12, 10, tzinfo=dt.UTC)
     local_view, remote_view = gather(local, now), gather(remote, now)
     for part in ("fuel", "system_prices", "market_index", "frequency"):
         mine, theirs = getattr(local_view, part), getattr(remote_view, part)

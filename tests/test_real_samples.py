@@ -31,8 +31,8 @@ from tests.support.simulator import TEST_SCALE
 from worker.cli import main
 from worker.elexon import catalog, settlement
 from worker.elexon.parse import parse_rows
-from worker.sim.calibrated_more import SPEC_OVER_SAMPLE
 from worker.sim.calibrated import GENERATOR_CLASSES, generators
+from worker.sim.calibrated_more import SPEC_OVER_SAMPLE
 from worker.sim.server import BASE_PATH, RunningSimulator, SimulatorApp
 from worker.sinks.local import LocalWarehouse
 

@@ -13,7 +13,7 @@ from worker.elexon.client import request_windows
 from worker.elexon.settlement import day_window_utc, period_of, period_start, periods_in_day
 
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "elexon" / "samples"
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 @pytest.mark.parametrize(

@@ -60,7 +60,7 @@ def check_worker(node: str | None = None, timeout_s: float = 10.0) -> None:
         raise Unhealthy(f"worker {node} did not answer a ping within {timeout_s:g}s")
 
 
-def _redis():  # noqa: ANN202 (redis.Redis, imported lazily)
+def _redis():  # -> redis.Redis, imported lazily
     """A client that fails at once: the cluster's own one retries through outages, a check
     must not (a slow check is a failed one anyway, after its timeout)."""
     import redis
@@ -99,7 +99,7 @@ def check_listener(max_silence_s: float = LISTENER_SILENCE_S) -> None:
     if seen is None:
         raise Unhealthy("no IRIS listener heartbeat in Redis")
     last = dt.datetime.fromisoformat(seen.decode())
-    age_s = (dt.datetime.now(dt.timezone.utc) - last).total_seconds()
+    age_s = (dt.datetime.now(dt.UTC) - last).total_seconds()
     if age_s > max_silence_s:
         raise Unhealthy(
             f"the IRIS listener last beat {age_s:.0f}s ago (more than {max_silence_s:g}s)"
@@ -109,7 +109,7 @@ def check_listener(max_silence_s: float = LISTENER_SILENCE_S) -> None:
 def check_url(url: str, timeout_s: float = 5.0) -> None:
     """GET URL answers 2xx (Flower's /healthcheck)."""
     try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as response:  # noqa: S310 (local URL)
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:  # a local URL
             status = response.status
     except urllib.error.HTTPError as exc:
         status = exc.code

@@ -23,10 +23,10 @@ from celery import Celery
 
 from tests.support.iris import BIN, ClusterProcess, wait_for
 from tests.support.redis import RedisServer
-from worker.elexon import catalog
 from worker.cluster.celery_app import create_app
 from worker.cluster.dispatch import submit_backfill
 from worker.cluster.jobs import JobProgress, JobStore
+from worker.elexon import catalog
 from worker.settings import get_settings
 from worker.sim.server import BASE_PATH, RunningSimulator
 from worker.sinks.local import LocalWarehouse

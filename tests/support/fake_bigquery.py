@@ -197,7 +197,7 @@ def encode_value(value: Any, field: dict[str, Any], int64_timestamps: bool) -> A
         return {"f": [{"v": encode_value(value.get(f["name"]), f, int64_timestamps)}
                       for f in field["fields"]]}
     if kind == "TIMESTAMP":
-        micros = (value - dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)) // dt.timedelta(microseconds=1)
+        micros = (value - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) // dt.timedelta(microseconds=1)
         return str(micros) if int64_timestamps else f"{micros / 1e6:.6f}"
     if kind == "DATETIME":
         return value.isoformat()

@@ -106,7 +106,7 @@ class ServiceBusTestBroker(MessagingHandler):
             self._sequence += 1
             self._ready.append(
                 QueuedMessage(
-                    message_id, subject, body, self._sequence, dt.datetime.now(dt.timezone.utc)
+                    message_id, subject, body, self._sequence, dt.datetime.now(dt.UTC)
                 )
             )
         self._injector.trigger(ApplicationEvent("broker_pump"))

@@ -20,8 +20,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from worker.cli.app import UserError, check_earliest, datasets_option, date_range, main
-from worker.settings import Settings, get_settings, masked
 from worker.elexon.settlement import current_settlement_day
+from worker.settings import Settings, get_settings, masked
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -609,8 +609,8 @@ def _print_where_to_look(cluster: Any, table: str, start: dt.date, end: dt.date)
 def fill_gaps(datasets: list[Any], first: dt.date, last: dt.date) -> None:
     """``bmrs gaps --fill``: enqueue the range's missing, partial and failed days as one job."""
     from worker.cluster.dispatch import submit_chunks
-    from worker.sinks import open_sink
     from worker.cluster.sweep import due_chunks
+    from worker.sinks import open_sink
 
     settings = get_settings()
     due = due_chunks(open_sink(settings), datasets, first, last, include_stale=False)

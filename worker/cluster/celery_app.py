@@ -240,7 +240,7 @@ class RecoverLostChunks(bootsteps.StartStopStep):
 
         try:
             recover_once(celery_app, redis_client(get_settings()))
-        except Exception:  # noqa: BLE001 - a failed pass is retried at the next reconnect
+        except Exception:  # a failed pass is retried at the next reconnect
             log.exception("lost-chunk recovery failed; the daily gap sweep remains the backstop")
 
 

@@ -18,18 +18,18 @@ from typing import Any
 import redis
 from celery import Celery
 
-from worker.elexon import pipeline
 from worker.cluster.broker import redis_client
+from worker.cluster.fetch_lock import fetch_lock
+from worker.cluster.jobs import JobStore
+from worker.cluster.ratelimit import limiter_from_settings
+from worker.elexon import pipeline
 from worker.elexon.catalog import Dataset
 from worker.elexon.client import ApiError, ElexonClient, client_from_settings
 from worker.elexon.coverage import Coverage
-from worker.cluster.fetch_lock import fetch_lock
-from worker.cluster.jobs import JobStore
 from worker.elexon.parse import SchemaError
-from worker.elexon.windows import RedisWindowStore
-from worker.cluster.ratelimit import limiter_from_settings
-from worker.settings import Settings
 from worker.elexon.settlement import days_between
+from worker.elexon.windows import RedisWindowStore
+from worker.settings import Settings
 from worker.sinks import Sink, open_sink
 
 log = logging.getLogger(__name__)

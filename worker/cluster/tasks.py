@@ -17,7 +17,6 @@ from typing import Any
 from celery import Task
 
 from iris_listener.status import silence_alert
-from worker.elexon import catalog
 from worker.cluster import freshness
 from worker.cluster.celery_app import ClusterTask, app
 from worker.cluster.dispatch import (
@@ -29,10 +28,11 @@ from worker.cluster.dispatch import (
     run_chunk,
 )
 from worker.cluster.fetch_lock import ChunkBusyError
+from worker.cluster.sweep import configured_datasets, sweep
+from worker.elexon import catalog
+from worker.elexon.settlement import current_settlement_day, parse_day
 from worker.settings import get_settings
 from worker.sinks.quota import LoadBudgetExhausted
-from worker.elexon.settlement import current_settlement_day, parse_day
-from worker.cluster.sweep import configured_datasets, sweep
 
 log = logging.getLogger(__name__)
 

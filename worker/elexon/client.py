@@ -206,18 +206,18 @@ def narrower_window(asked: dt.timedelta, stated: dt.timedelta | None) -> dt.time
 
 
 _DURATION = re.compile(
-    r"(\d+(?:\.\d+)?)\s*(seconds?|secs?|minutes?|mins?|hours?|hrs?|h\b|days?|d\b)", re.I
+    r"(\d+(?:\.\d+)?)\s*(seconds?|secs?|minutes?|mins?|hours?|hrs?|h\b|days?|d\b)", re.IGNORECASE
 )
 _ISO_DURATION = re.compile(r"\bP(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?)?\b")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 # What a 400 about a too-wide range says: a range word and a limit word. Elexon publishes no
 # wording for it (its known validation message is the model-level ``errors[""]`` "From field
 # must not be later than To field", which is about order, not size, and does not match).
-_RANGE_WORDS = re.compile(r"range|window|span|interval|duration|period|days|hours", re.I)
+_RANGE_WORDS = re.compile(r"range|window|span|interval|duration|period|days|hours", re.IGNORECASE)
 _LIMIT_WORDS = re.compile(
     r"too (?:large|long|big|wide|many)|exceed|maximum|at most|more than|greater than|"
     r"less than or equal|no (?:more|longer) than|limit",
-    re.I,
+    re.IGNORECASE,
 )
 
 

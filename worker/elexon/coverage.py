@@ -42,7 +42,7 @@ class Coverage:
         record = dataclasses.asdict(self)
         record["date"] = self.date.isoformat()
         if self.fetched_utc is not None:
-            record["fetched_utc"] = self.fetched_utc.astimezone(dt.timezone.utc).strftime(
+            record["fetched_utc"] = self.fetched_utc.astimezone(dt.UTC).strftime(
                 "%Y-%m-%dT%H:%M:%S.%fZ"
             )
         return record

@@ -253,7 +253,7 @@ def _canonical_nested(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _canonical_nested(v) for k, v in value.items()}
     if isinstance(value, dt.datetime):
-        delta = value - dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+        delta = value - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
         return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
     return value
 

@@ -22,10 +22,10 @@ import pyarrow.compute as pc
 
 from worker.elexon.catalog import Dataset
 from worker.elexon.client import ApiError, ElexonClient, WindowRows
-from worker.elexon.settlement import day_window_utc
 from worker.elexon.coverage import Coverage, expected_periods, judge
 from worker.elexon.dedup import conform, drop_duplicates
 from worker.elexon.parse import SchemaError, parse_rows
+from worker.elexon.settlement import day_window_utc
 from worker.sinks.base import Sink
 
 log = logging.getLogger(__name__)
@@ -54,7 +54,7 @@ def fetch_chunk(client: ElexonClient, dataset: Dataset, day: dt.date) -> Fetched
     tables: list[pa.Table] = []
     requests = outside = other_days = 0
     drift: set[str] = set()
-    stamp = dt.datetime.now(dt.timezone.utc)
+    stamp = dt.datetime.now(dt.UTC)
     for window_rows in one_request_ahead(client.fetch_chunk(dataset, day)):
         requests += 1 + window_rows.refused
         outside += window_rows.outside_window
@@ -124,7 +124,7 @@ def ingest_chunk(
             duplicates_dropped=fetched.duplicates + result.duplicates_dropped,
             requests=fetched.requests,
             outside_window=fetched.outside_window,
-            fetched_utc=dt.datetime.now(dt.timezone.utc),
+            fetched_utc=dt.datetime.now(dt.UTC),
         )
         if coverage.status == "empty" and not_settled(dataset, day):
             coverage.reason = unpublished_reason(dataset, day, "the API returned no rows")
@@ -150,7 +150,7 @@ def record_failure(sink: Sink, dataset: Dataset, day: dt.date, error: Exception)
             periods_present=previous.periods_present if previous else None,
             periods_expected=expected_periods(dataset, day),
             digest=previous.digest if previous else None,
-            fetched_utc=dt.datetime.now(dt.timezone.utc),
+            fetched_utc=dt.datetime.now(dt.UTC),
             reason=f"{type(error).__name__}: {error}",
         )
         sink.write_coverage(coverage)
@@ -165,7 +165,7 @@ def settles_at(dataset: Dataset, day: dt.date) -> dt.datetime:
 
 def not_settled(dataset: Dataset, day: dt.date, now: dt.datetime | None = None) -> bool:
     """Whether the day is still inside its revision window, so it may not be published yet."""
-    return (now or dt.datetime.now(dt.timezone.utc)) < settles_at(dataset, day)
+    return (now or dt.datetime.now(dt.UTC)) < settles_at(dataset, day)
 
 
 def unpublished_reason(dataset: Dataset, day: dt.date, what: str) -> str:
@@ -195,7 +195,7 @@ def record_unpublished(
             status="empty",
             periods_present=0 if expected_periods(dataset, day) is not None else None,
             periods_expected=expected_periods(dataset, day),
-            fetched_utc=dt.datetime.now(dt.timezone.utc),
+            fetched_utc=dt.datetime.now(dt.UTC),
             reason=unpublished_reason(dataset, day, what),
             requests=requests,
         )

@@ -37,8 +37,8 @@ def inspect_response(
         window = RequestWindow(
             path="",
             params={},
-            start=window_start or dt.datetime.min.replace(tzinfo=dt.timezone.utc),
-            end=window_end or dt.datetime.max.replace(tzinfo=dt.timezone.utc),
+            start=window_start or dt.datetime.min.replace(tzinfo=dt.UTC),
+            end=window_end or dt.datetime.max.replace(tzinfo=dt.UTC),
         )
         outside = sum(1 for row in rows if not inside_window(dataset, window, row))
     parsed = parse_rows(dataset, rows, source="api")

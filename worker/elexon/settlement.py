@@ -11,7 +11,7 @@ import datetime as dt
 from zoneinfo import ZoneInfo
 
 LONDON = ZoneInfo("Europe/London")
-UTC = dt.timezone.utc
+UTC = dt.UTC
 PERIOD = dt.timedelta(minutes=30)
 
 

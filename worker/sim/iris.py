@@ -84,7 +84,7 @@ class IrisFeed:
         # Live (no start given): the feed replays the last two hours and never runs ahead of
         # the clock; a dataset that catches up starts over, which resends rows as IRIS can.
         self.live = start is None
-        first = bucket_floor(start or dt.datetime.now(dt.timezone.utc) - LIVE_WINDOW)
+        first = bucket_floor(start or dt.datetime.now(dt.UTC) - LIVE_WINDOW)
         self.cursors = {code: _Cursor(first) for code in datasets}
         self.sequence = 0
         self.sent: list[SentMessage] = []
@@ -117,8 +117,8 @@ class IrisFeed:
                 return chunk, cursor.bucket
             cursor.bucket += dt.timedelta(minutes=30)
             cursor.offset = 0
-            if self.live and cursor.bucket > dt.datetime.now(dt.timezone.utc):
-                cursor.bucket = bucket_floor(dt.datetime.now(dt.timezone.utc) - LIVE_WINDOW)
+            if self.live and cursor.bucket > dt.datetime.now(dt.UTC):
+                cursor.bucket = bucket_floor(dt.datetime.now(dt.UTC) - LIVE_WINDOW)
 
     def _message_id(self, code: str, instant: dt.datetime) -> str:
         self.sequence += 1
@@ -144,7 +144,7 @@ class IrisFeed:
             return SentMessage(
                 original.message_id, original.dataset, "redelivery", original.rows, path
             )
-        message_id = self._message_id(original.dataset, dt.datetime.now(dt.timezone.utc))
+        message_id = self._message_id(original.dataset, dt.datetime.now(dt.UTC))
         path = self._write(original.dataset, message_id, body)
         return SentMessage(message_id, original.dataset, "duplicate", original.rows, path)
 
@@ -160,7 +160,7 @@ class IrisFeed:
             field = self.generators[code].dataset.partition_field
             # a row whose day cannot be told can never be stored
             body = self._encode([dict(rows[0], **{field: "not-a-date"})])
-        message_id = self._message_id(code, dt.datetime.now(dt.timezone.utc))
+        message_id = self._message_id(code, dt.datetime.now(dt.UTC))
         path = self._write(code, message_id, body)
         return SentMessage(message_id, code, kind, 0, path)
 

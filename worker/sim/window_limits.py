@@ -32,7 +32,7 @@ Limits = dict[str, dt.timedelta]
 WORK_BUDGET = 2_500_000
 BUCKET_WORK = 100
 
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(s|m|min|h|d)", re.I)
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(s|m|min|h|d)", re.IGNORECASE)
 _UNIT = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
 
 

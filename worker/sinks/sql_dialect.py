@@ -239,4 +239,4 @@ def date_literal(day: dt.date) -> str:
 
 def timestamp_literal(instant: dt.datetime) -> str:
     """A UTC TIMESTAMP literal without offset: DuckDB ignores offsets, BigQuery assumes UTC."""
-    return f"TIMESTAMP '{instant.astimezone(dt.timezone.utc).strftime('%Y-%m-%d %H:%M:%S.%f')}'"
+    return f"TIMESTAMP '{instant.astimezone(dt.UTC).strftime('%Y-%m-%d %H:%M:%S.%f')}'"

@@ -259,6 +259,13 @@ say "exit codes after SIGTERM: $exits"
 for service in sim redis; do  # 143 would be "killed by SIGTERM", 137 "killed after the grace period"
   case " $exits" in *" $service=0 "*) ;; *) fail "$service did not exit 0 on stop: $exits";; esac
 done
+# Every worker but the one killed above stops by its warm shutdown: exit 0, not Celery's cold
+# shutdown (1) nor the grace period's kill (137).
+for id in $(compose ps -a -q worker worker-realtime); do
+  [ "$id" = "$victim" ] && continue
+  code=$(podman inspect "$id" --format '{{.State.ExitCode}}')
+  [ "$code" = 0 ] || fail "worker container ${id:0:12} exited $code on stop: $exits"
+done
 compose --profile demo down >"$LOG/down.log" 2>&1 || fail "compose down, see $LOG/down.log"
 compose --profile demo up -d >"$LOG/up-again.log" 2>&1 || fail "compose up again, see $LOG/up-again.log"
 wait_healthy healthy_again_s

@@ -189,8 +189,8 @@ def _arrivals(access_log: Path) -> list[float]:
         record = json.loads(line)
         if not record["path"].lower().startswith(("/bmrs/api/v1/datasets", "/datasets")):
             continue
-        done = dt.datetime.fromisoformat(record["time"]).timestamp()
-        times.append(done - record["duration_ms"] / 1000)
+        # The simulator logs the arrival time (worker.sim.server.AccessLog), not the completion.
+        times.append(dt.datetime.fromisoformat(record["time"]).timestamp())
     return sorted(times)
 
 

@@ -703,6 +703,21 @@ def test_access_log_has_one_json_line_per_request(simulator_factory: Start, tmp_
     assert dt.datetime.strptime(lines[0]["time"], "%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def test_access_log_time_is_when_the_request_arrived_not_when_it_was_answered(
+    simulator_factory: Start, tmp_path: Path
+) -> None:
+    # Request-rate checks read arrival times from this log: a slow answer must not shift them.
+    log = tmp_path / "access.log"
+    sim = simulator_factory(access_log=log, clock=lambda: LATER, latency_ms=1000)
+    sent = dt.datetime.now(dt.UTC)
+    get(sim.url, "/datasets/MID/stream", **{"from": "2025-06-02T10:00Z", "to": "2025-06-02T11:00Z"})
+    (entry,) = access_lines(log, 1)
+    logged = dt.datetime.fromisoformat(entry["time"])
+    assert entry["duration_ms"] >= 1000
+    # Logged at completion it would be >= 1 s after sending.
+    assert -0.05 < (logged - sent).total_seconds() < 0.8, (sent, logged)
+
+
 def test_bmrs_sim_command_serves(tmp_path: Path) -> None:
     port = free_port()
     bmrs = Path(sys.executable).with_name("bmrs")

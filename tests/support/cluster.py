@@ -140,9 +140,9 @@ class ChunkCluster:
         entries = []
         for line in self.access_log.read_bytes().splitlines():
             entry = orjson.loads(line)
-            done = dt.datetime.fromisoformat(entry["time"]).timestamp()
-            entry["finished"] = done
-            entry["arrived"] = done - entry["duration_ms"] / 1000
+            # The simulator logs the arrival time (worker.sim.server.AccessLog).
+            entry["arrived"] = dt.datetime.fromisoformat(entry["time"]).timestamp()
+            entry["finished"] = entry["arrived"] + entry["duration_ms"] / 1000
             entries.append(entry)
         return entries
 

@@ -23,17 +23,25 @@ import threading
 
 log = logging.getLogger(__name__)
 
+# The switch armed by this process's first warm stop: a second SIGTERM must not arm another,
+# whose SIGQUIT would reach Celery mid-cold-stop, where a further one kills the worker at once.
+_armed: threading.Timer | None = None
+
 
 def bound_warm_shutdown(bound_s: float, how: str) -> threading.Timer | None:
     """On a warm stop, arm the switch to a cold stop after ``bound_s`` (0: at once)."""
+    global _armed
     if how != "Warm":
         return None  # a cold stop (SIGQUIT, Ctrl-C twice) already requeues what runs
+    if _armed is not None:
+        return _armed
     log.warning(
         "stopping: running chunks get %gs to finish, then are requeued for another worker", bound_s
     )
     timer = threading.Timer(bound_s, _requeue_what_still_runs, args=(bound_s,))
     timer.daemon = True  # a worker that stopped in time exits without waiting for it
     timer.start()
+    _armed = timer
     return timer
 
 

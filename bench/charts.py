@@ -24,6 +24,15 @@ def _stamp(result: dict[str, Any]) -> str:
     return f"{result['run_utc']}, {machine['cpu_affinity']} cores, Python {machine['python']}"
 
 
+
+def _save(figure: Any, name: str) -> Path:
+    """Lay out, write results/<name>.png and free the figure (pyplot keeps every open one)."""
+    figure.tight_layout()
+    path = RESULTS_DIR / f"{name}.png"
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
+
 def draw_ratios(stages: dict[str, Any] | None, vs_dlt: dict[str, Any] | None, iris: dict[str, Any] | None) -> Path | None:
     panels = [p for p in (stages, vs_dlt, iris) if p is not None]
     if not panels:
@@ -68,11 +77,7 @@ def draw_ratios(stages: dict[str, Any] | None, vs_dlt: dict[str, Any] | None, ir
         ax.annotate(f"{backlog['vs_real_peak']}x", (0, backlog["messages_per_s"]), ha="center", va="bottom")
         ax.set_ylabel("messages/s")
         ax.set_title(f"IRIS: folder to queryable rows\n{_stamp(iris)}", fontsize=9)
-    figure.tight_layout()
-    path = RESULTS_DIR / "ratios.png"
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
+    return _save(figure, "ratios")
 
 
 def draw_stages(stages: dict[str, Any]) -> Path:
@@ -90,11 +95,7 @@ def draw_stages(stages: dict[str, Any]) -> Path:
     ax.set_ylabel("rows/s (log)")
     ax.set_title(f"throughput by stage, one dataset-day\n{_stamp(stages)}", fontsize=9)
     ax.legend()
-    figure.tight_layout()
-    path = RESULTS_DIR / "stages.png"
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
+    return _save(figure, "stages")
 
 
 def draw_scaling(scaling: dict[str, Any]) -> Path:
@@ -125,11 +126,7 @@ def draw_scaling(scaling: dict[str, Any]) -> Path:
         f"{scaling['latency_ms']:.0f} ms latency\n{_stamp(scaling)}",
         fontsize=9,
     )
-    figure.tight_layout()
-    path = RESULTS_DIR / "scaling.png"
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
+    return _save(figure, "scaling")
 
 
 def draw_memory(memory: dict[str, Any]) -> Path:
@@ -148,11 +145,7 @@ def draw_memory(memory: dict[str, Any]) -> Path:
         fontsize=9,
     )
     ax.legend(loc="lower right", fontsize=8)
-    figure.tight_layout()
-    path = RESULTS_DIR / "memory.png"
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
+    return _save(figure, "memory")
 
 
 HISTORY_COMMANDS = (
@@ -188,11 +181,7 @@ def draw_history(history: dict[str, Any]) -> Path:
         ax.set_ylim(bottom=0)
     left.legend(fontsize=7, loc="upper left")
     figure.suptitle(f"cost of a command as history grows\n{_stamp(history)}", fontsize=9)
-    figure.tight_layout()
-    path = RESULTS_DIR / "history.png"
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
+    return _save(figure, "history")
 
 
 def draw_all() -> list[Path]:

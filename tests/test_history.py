@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from tests.support.local_http import access_lines, serving
+from tests.support.local_http import QuietHandler, access_lines, serving
 from worker.cli import main
 from worker.elexon import catalog
 from worker.elexon.client import ElexonClient
@@ -104,19 +104,12 @@ class _StackFromDay(http.server.ThreadingHTTPServer):
     def __init__(self) -> None:
         self.paths: list[str] = []
 
-        class Handler(http.server.BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_GET(handler) -> None:
                 self.paths.append(handler.path)
                 day = dt.date.fromisoformat(handler.path.split("/")[-2])
                 rows = [{"settlementDate": day.isoformat()}] if day >= self.FIRST else []
-                body = json.dumps({"data": rows}).encode()
-                handler.send_response(200)
-                handler.send_header("Content-Length", str(len(body)))
-                handler.end_headers()
-                handler.wfile.write(body)
-
-            def log_message(handler, *args: object) -> None:
-                pass
+                handler.reply(200, json.dumps({"data": rows}).encode())
 
         super().__init__(("127.0.0.1", 0), Handler)
 

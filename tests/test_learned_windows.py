@@ -15,7 +15,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from click.testing import CliRunner
 
-from tests.support.local_http import access_lines, serving
+from tests.support.local_http import QuietHandler, access_lines, serving
 from tests.support.redis import RedisServer
 from worker.cli import main
 from worker.elexon import catalog
@@ -204,7 +204,7 @@ class _SlowWideWindows(http.server.ThreadingHTTPServer):
         self.widths: list[dt.timedelta] = []
         self.narrow_starts: set[dt.datetime] = set()
 
-        class Handler(http.server.BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_GET(handler) -> None:
                 query = parse_qs(urlsplit(handler.path).query)
                 start = dt.datetime.fromisoformat(query["from"][0].replace("Z", "+00:00"))
@@ -216,15 +216,9 @@ class _SlowWideWindows(http.server.ThreadingHTTPServer):
                     self.narrow_starts.add(start)
                 response = self.app.handle("GET", handler.path.removeprefix(BASE_PATH))
                 try:
-                    handler.send_response(response.status)
-                    handler.send_header("Content-Length", str(len(response.body)))
-                    handler.end_headers()
-                    handler.wfile.write(response.body)
+                    handler.reply(response.status, response.body)
                 except OSError:
                     pass
-
-            def log_message(handler, *args: object) -> None:
-                pass
 
         super().__init__(("127.0.0.1", 0), Handler)
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.local_http import serving
+from tests.support.local_http import QuietHandler, serving
 from worker.elexon import catalog
 from worker.elexon.client import ElexonClient
 from worker.elexon.pipeline import ingest_chunk
@@ -39,23 +39,14 @@ class Elexon:
 
 
 def _handler(elexon: Elexon) -> type[http.server.BaseHTTPRequestHandler]:
-    class Handler(http.server.BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
             elexon.requests.append(self.path)
             if path not in elexon.bodies:
-                self.send_response(404)
-                self.end_headers()
+                self.reply(404)
                 return
-            body = json.dumps(elexon.bodies[path]).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: Any) -> None:
-            pass
+            self.reply(200, json.dumps(elexon.bodies[path]).encode(), "application/json")
 
     return Handler
 

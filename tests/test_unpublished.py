@@ -10,7 +10,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tests.support.local_http import serving
+from tests.support.local_http import QuietHandler, serving
 from worker.cluster.sweep import due_chunks, refetch_reason
 from worker.elexon import catalog
 from worker.elexon.client import ElexonClient, PermanentApiError
@@ -40,16 +40,9 @@ class _NotFound(http.server.ThreadingHTTPServer):
             }
         )
 
-        class Handler(http.server.BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_GET(handler) -> None:
-                handler.send_response(404)
-                handler.send_header("Content-Type", "application/problem+json; charset=utf-8")
-                handler.send_header("Content-Length", str(len(body)))
-                handler.end_headers()
-                handler.wfile.write(body)
-
-            def log_message(handler, *args: object) -> None:
-                pass
+                handler.reply(404, body, "application/problem+json; charset=utf-8")
 
         super().__init__(("127.0.0.1", 0), Handler)
 

@@ -11,6 +11,21 @@ from collections.abc import Iterator
 from pathlib import Path
 
 
+class QuietHandler(http.server.BaseHTTPRequestHandler):
+    """Base of a stand-in's request handler: one way to answer, no access lines on stderr."""
+
+    def reply(self, status: int, body: bytes = b"", content_type: str | None = None) -> None:
+        self.send_response(status)
+        if content_type:
+            self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
 @contextlib.contextmanager
 def serving(server: http.server.HTTPServer) -> Iterator[str]:
     """Serve on a daemon thread for the block; yields the base URL, then shuts it down."""
